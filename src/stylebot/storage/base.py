@@ -41,7 +41,16 @@ class Storage(Protocol):
         """A fresh generated key, for writers that must know the key before the bytes exist."""
         ...
 
-    async def list(self, prefix: str) -> list[str]: ...
+    def record_key(self, namespace: str, name: str) -> str:
+        """A fixed key for internal records, e.g. ``record_key("jobs", job_id + ".json")``.
+
+        ``namespace`` and ``name`` must match ``[A-Za-z0-9_.-]+`` (no slashes, no ``..``).
+        """
+        ...
+
+    async def list(self, prefix: str) -> list[str]:
+        """Keys under ``prefix`` (a key prefix as returned by ``record_key``/``put``)."""
+        ...
 
     async def expire(self) -> int:
         """Delete what outlived its retention; returns how many objects were removed."""
