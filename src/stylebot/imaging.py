@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Only decoders we trust with hostile bytes; PIL would otherwise also try EPS (Ghostscript), etc.
-ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO")
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 MIN_SIDE = 16
 DEFAULT_MAX_PIXELS = 50_000_000
 MAX_OUTPUT_SIDE = 2048
@@ -57,7 +57,7 @@ class ImageInfo:
 
 def _open(data: bytes) -> Image.Image:
     if not data:
-        raise NotAnImageError("The file is empty.")
+        raise NotAnImageError("The file is empty, not an image.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
