@@ -6,7 +6,7 @@ import logging
 import re
 
 # Telegram bot tokens look like "123456789:AAE...35 chars"; they also appear inside Bot API URLs.
-TOKEN_PATTERN = re.compile(r"\b\d{5,12}:[A-Za-z0-9_-]{30,}\b")
+TOKEN_PATTERN = re.compile(r"(?<![0-9])\d{5,12}:[A-Za-z0-9_-]{30,}")
 REDACTED = "<redacted-token>"
 
 
