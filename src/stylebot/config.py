@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     workers: int = Field(1, validation_alias=_env("WORKERS"), ge=1, le=64)
     queue_size: int = Field(100, validation_alias=_env("QUEUE_SIZE"), ge=1)
     per_owner_limit: int = Field(1, validation_alias=_env("PER_OWNER_LIMIT"), ge=1)
+    allow_caller_fast_dev_run: bool = Field(
+        False, validation_alias=_env("ALLOW_CALLER_FAST_DEV_RUN"),
+        description="Honour params.fast_dev_run from callers (tests, debugging); else it is ignored",
+    )
 
     # --- Storage -----------------------------------------------------------------------------
     storage_dir: Path = Field(
