@@ -21,6 +21,18 @@ class InvalidKeyError(StorageError, ValueError):
     """A key that is malformed or points outside the storage prefix."""
 
 
+class BucketNotFoundError(StorageError):
+    """The configured S3 bucket does not exist (the message names the bucket)."""
+
+
+class StorageAuthError(StorageError):
+    """The storage rejected the credentials, or none were found."""
+
+
+class StorageUnavailableError(StorageError):
+    """The storage could not be reached, even after retrying with backoff."""
+
+
 @runtime_checkable
 class Storage(Protocol):
     async def put(self, data: bytes, *, scope: str, name: str, content_type: str | None = None) -> str:
@@ -55,3 +67,22 @@ class Storage(Protocol):
     async def expire(self) -> int:
         """Delete what outlived its retention; returns how many objects were removed."""
         ...
+
+
+# Both backends (LocalStorage, S3Storage) also offer, beyond the protocol:
+#
+#   async put_notebook(data, *, scope, name, failed: bool) -> str
+#       an executed notebook under ``<prefix>/notebooks/ok|failed/<scope>-<random>/<name>``;
+#       ``expire()`` keeps failed ones for ``failed_notebook_retention_hours``.
+#   record_prefix(namespace) -> str
+#       the listing prefix of ``record_key(namespace, ...)`` keys, for ``list()``.
+#   async presigned_url(key, expires_s=3600) -> str | None
+#       a time-limited GET URL (S3), or None where the backend has no URLs (local folder).
+#   async check() -> None
+#       raise a clear StorageError now (missing bucket, bad credentials, unreachable endpoint)
+#       rather than on the first job.
+#   async expire(*, now: float | None = None) -> int
+#       ``now`` (epoch seconds) lets tests and operators evaluate retention at another time.
+#
+# Key layout and validation: ``stylebot.storage.keys``. Records (``record_key``) are never
+# removed by ``expire()``: the job store manages them.
