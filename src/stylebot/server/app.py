@@ -1,0 +1,175 @@
+"""The ML server's HTTP API (FastAPI), the same for the local and the Ray backend.
+
+Auth: every route but ``/healthz`` needs ``Authorization: Bearer <ML_SERVER_TOKEN>`` when a token
+is configured (``/metrics`` too: queue sizes and job counts are operational data; point
+Prometheus' ``authorization`` setting at the token). Without a token the server only listens on
+loopback (enforced in ``server.main``).
+
+Errors are ``{"detail": {"code", "message", "field"?}}``; ``message`` is safe to show a user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import secrets
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from stylebot.client import JobClientError
+from stylebot.jobs.spec import JobSpec, JobStatus
+from stylebot.server.service import JobBackend
+
+MAX_JSON_BODY = 64 * 1024
+# Status codes for JobClientError codes; image errors (bad_image, not_an_image, ...) are 422.
+_HTTP_STATUS = {
+    "not_found": 404, "owner_limit": 409, "not_ready": 409, "busy": 503, "unavailable": 503,
+    "invalid": 422, "unauthorized": 401, "too_large": 413,
+}
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    headers = {}
+    if extra.get("retry_after") is not None:
+        headers["Retry-After"] = str(int(extra.pop("retry_after") + 0.999))
+    extra.pop("retry_after", None)
+    body = {"code": code, "message": message, **{k: v for k, v in extra.items() if v is not None}}
+    return JSONResponse({"detail": body}, status_code=status, headers=headers)
+
+
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "path", "query", "form")]
+    return ".".join(parts) or "body"
+
+
+def _sniff_media_type(data: bytes) -> str:
+    if data.startswith(b"\x89PNG"):
+        return "image/png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return "image/jpeg"
+
+
+def create_app(backend: JobBackend | None = None, *, manage_backend: bool = True) -> FastAPI:
+    """The API around a backend. With ``manage_backend`` the app starts/stops it with its lifespan.
+
+    The backend may also be attached later as ``app.state.backend`` (the Ray ingress does that).
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_backend and app.state.backend is not None:
+            await app.state.backend.start()
+        try:
+            yield
+        finally:
+            if manage_backend and app.state.backend is not None:
+                await app.state.backend.stop()
+
+    app = FastAPI(title="stylebot ML server", version="1", lifespan=lifespan)
+    app.state.backend = backend
+
+    def get_backend(request: Request) -> JobBackend:
+        found = request.app.state.backend
+        if found is None:
+            raise JobClientError("unavailable", "The style service is starting; try again shortly.",
+                                 retry_after=5)
+        return found
+
+    def authorize(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> None:
+        backend = get_backend(request)
+        token = backend.settings.ml_server_token
+        if token is None:
+            return
+        given = credentials.credentials if credentials is not None else ""
+        if not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
+            raise HTTPException(401, {"code": "unauthorized", "message": "Missing or wrong bearer token."},
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    Backend = Annotated[JobBackend, Depends(get_backend)]
+    guarded = [Depends(authorize)]
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Response:
+        # Refuse oversized bodies before reading them (a job spec is tiny; uploads have a cap).
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            backend = request.app.state.backend
+            limit = MAX_JSON_BODY
+            if request.url.path == "/v1/inputs" and backend is not None:
+                limit = backend.settings.max_upload_bytes + 64 * 1024
+            if not declared.isdigit() or int(declared) > limit:
+                return _error(413, "too_large", "The request body is too large.")
+        return await call_next(request)
+
+    @app.exception_handler(JobClientError)
+    async def on_job_error(_: Request, exc: JobClientError) -> JSONResponse:
+        status = _HTTP_STATUS.get(exc.code, 422 if exc.field == "file" else 400)
+        return _error(status, exc.code, exc.message, field=exc.field, retry_after=exc.retry_after)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": _field_name(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
+                  for e in exc.errors()]
+        first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+        return _error(422, "invalid", f"{first['field']}: {first['message']}", field=first["field"],
+                      errors=errors)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", dependencies=guarded)
+    async def metrics(backend: Backend) -> Response:
+        body, content_type = backend.metrics()
+        return Response(body, media_type=content_type)
+
+    @app.post("/v1/inputs", dependencies=guarded)
+    async def upload_input(
+        backend: Backend, file: Annotated[UploadFile, File()], owner: Annotated[str, Form(max_length=64)]
+    ) -> dict[str, str]:
+        limit = backend.settings.max_upload_bytes
+        data = await file.read(limit + 1)
+        if len(data) > limit:
+            raise JobClientError("image_too_large", f"The file is larger than {limit / 2**20:.0f} MB.",
+                                 field="file")
+        key = await backend.upload_input(data, owner=owner, name=file.filename or "input")
+        return {"key": key}
+
+    @app.post("/v1/jobs", status_code=202, dependencies=guarded)
+    async def submit(backend: Backend, spec: JobSpec) -> JobStatus:
+        return await backend.submit(spec)
+
+    @app.get("/v1/jobs/{job_id}", dependencies=guarded)
+    async def status(backend: Backend, job_id: str) -> JobStatus:
+        return await backend.status(job_id)
+
+    @app.delete("/v1/jobs/{job_id}", dependencies=guarded)
+    async def cancel(backend: Backend, job_id: str) -> JobStatus:
+        return await backend.cancel(job_id)
+
+    @app.get("/v1/jobs/{job_id}/result", dependencies=guarded)
+    async def result(backend: Backend, job_id: str) -> Response:
+        data = await backend.result(job_id)
+        return Response(data, media_type=_sniff_media_type(data))
+
+    @app.get("/v1/jobs/{job_id}/preview", dependencies=guarded)
+    async def preview(backend: Backend, job_id: str) -> Response:
+        data = await backend.preview(job_id)
+        if data is None:
+            return Response(status_code=204)
+        return Response(data, media_type=_sniff_media_type(data))
+
+    @app.get("/v1/styles", dependencies=guarded)
+    async def styles(backend: Backend) -> dict[str, list[dict[str, Any]]]:
+        return {"styles": [dataclasses.asdict(s) for s in await backend.styles()]}
+
+    return app

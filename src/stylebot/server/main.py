@@ -1,0 +1,55 @@
+"""``stylebot server --backend local|ray --host --port``."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import sys
+
+from stylebot.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost may resolve anywhere
+        return False
+
+
+def check_exposure(host: str, settings: Settings) -> str | None:
+    """Why the server must not start, or None. Beyond loopback a bearer token is required."""
+    if settings.ml_server_token is None and not is_loopback(host):
+        return (f"refusing to listen on {host} without a token: set ML_SERVER_TOKEN, "
+                "or bind to 127.0.0.1")
+    if settings.ml_server_token is not None and len(settings.ml_server_token.get_secret_value()) < 16:
+        return "ML_SERVER_TOKEN is too short; use at least 16 random characters"
+    return None
+
+
+def server_main(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    problem = check_exposure(args.host, settings)
+    if problem:
+        print(f"stylebot server: {problem}", file=sys.stderr)
+        return 2
+    if args.backend == "ray":
+        from stylebot.server.ray_app import serve_main
+
+        return serve_main(args.host, args.port, settings)
+
+    import uvicorn
+
+    from stylebot.server.app import create_app
+    from stylebot.server.service import JobService
+    from stylebot.storage import make_storage
+
+    service = JobService(make_storage(settings), settings)
+    app = create_app(service)
+    log.info("ML server (local backend, %d worker(s)) on http://%s:%d", service.workers, args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    return 0
