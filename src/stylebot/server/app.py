@@ -31,7 +31,6 @@ _HTTP_STATUS = {
     "not_found": 404, "owner_limit": 409, "not_ready": 409, "busy": 503, "unavailable": 503,
     "invalid": 422, "unauthorized": 401, "too_large": 413,
 }
-_bearer = HTTPBearer(auto_error=False)
 
 
 def _error(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
@@ -56,6 +55,19 @@ def _sniff_media_type(data: bytes) -> str:
     return "image/jpeg"
 
 
+def get_backend(request: Request) -> JobBackend:
+    found = request.app.state.backend
+    if found is None:
+        raise JobClientError("unavailable", "The style service is starting; try again shortly.",
+                             retry_after=5)
+    return found
+
+
+# Module level: FastAPI resolves these (string) annotations in this module's namespace.
+Backend = Annotated[JobBackend, Depends(get_backend)]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
+
+
 def create_app(backend: JobBackend | None = None, *, manage_backend: bool = True) -> FastAPI:
     """The API around a backend. With ``manage_backend`` the app starts/stops it with its lifespan.
 
@@ -75,16 +87,7 @@ def create_app(backend: JobBackend | None = None, *, manage_backend: bool = True
     app = FastAPI(title="stylebot ML server", version="1", lifespan=lifespan)
     app.state.backend = backend
 
-    def get_backend(request: Request) -> JobBackend:
-        found = request.app.state.backend
-        if found is None:
-            raise JobClientError("unavailable", "The style service is starting; try again shortly.",
-                                 retry_after=5)
-        return found
-
-    def authorize(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-    ) -> None:
+    def authorize(request: Request, credentials: Credentials) -> None:
         backend = get_backend(request)
         token = backend.settings.ml_server_token
         if token is None:
@@ -94,7 +97,6 @@ def create_app(backend: JobBackend | None = None, *, manage_backend: bool = True
             raise HTTPException(401, {"code": "unauthorized", "message": "Missing or wrong bearer token."},
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    Backend = Annotated[JobBackend, Depends(get_backend)]
     guarded = [Depends(authorize)]
 
     @app.middleware("http")
