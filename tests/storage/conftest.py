@@ -107,12 +107,16 @@ class CuttingProxy:
         self.connections = 0
         self.cuts = 0
         self._cut_after: int | None = None
+        self._cut_always: int | None = None
         self._lock = threading.Lock()
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def cut_next_upload(self, after_bytes: int) -> None:
         self._cut_after = after_bytes
+
+    def cut_every_upload(self, after_bytes: int) -> None:
+        self._cut_always = after_bytes
 
     def _accept(self) -> None:
         while not self._closed:
@@ -123,6 +127,7 @@ class CuttingProxy:
             with self._lock:
                 self.connections += 1
                 cut_after, self._cut_after = self._cut_after, None
+                cut_after = self._cut_always if self._cut_always is not None else cut_after
             threading.Thread(target=self._serve, args=(client, cut_after), daemon=True).start()
 
     def _serve(self, client: socket.socket, cut_after: int | None) -> None:

@@ -75,7 +75,8 @@ class S3Storage:
             region_name=region_name,
         )
         self._config = AioConfig(
-            retries={"max_attempts": max_attempts, "mode": "standard"},
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
+            signature_version="s3v4",
             connect_timeout=connect_timeout_s,
             read_timeout=read_timeout_s,
             # Path-style works with every S3-compatible endpoint, including 127.0.0.1.
