@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     port: int = Field(8080, validation_alias=_env("PORT", "PORT"), ge=1, le=65535)
     webhook_secret: SecretStr | None = Field(None, validation_alias=_env("WEBHOOK_SECRET"))
     webhook_path: str = Field("/telegram/webhook", validation_alias=_env("WEBHOOK_PATH"))
+    webhook_delete_on_shutdown: bool = Field(
+        False, validation_alias=_env("WEBHOOK_DELETE_ON_SHUTDOWN"),
+        description="Remove the webhook when the bot stops (else Telegram keeps queueing updates)",
+    )
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "REDIS_URL"))
 
     # --- ML server ---------------------------------------------------------------------------

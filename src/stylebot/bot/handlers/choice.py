@@ -1,0 +1,244 @@
+"""Inline buttons of the conversation: style choice, multi-style panel, results, progress."""
+
+from __future__ import annotations
+
+import contextlib
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery
+from aiogram.utils.callback_answer import CallbackAnswer
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+
+from stylebot.bot.callbacks import (
+    ChoiceAction,
+    JobButton,
+    MultiAction,
+    MultiStyle,
+    ResultAction,
+    ResultButton,
+    StyleChoice,
+)
+from stylebot.bot.handlers.common import (
+    Services,
+    choice_text_and_markup,
+    drop_panel,
+    new_flow,
+    send_panel,
+    styles_panel_text,
+    submit_job,
+)
+from stylebot.bot.keyboards import multi_style_keyboard
+from stylebot.bot.prefs import load_prefs
+from stylebot.bot.states import Flow
+from stylebot.bot.styles import style_title
+from stylebot.jobs.spec import PRETRAINED_MODELS
+
+router = Router(name="choice")
+
+
+def stale_text() -> str:
+    return _("This button is no longer active.")
+
+
+async def is_current(state: FSMContext, flow: str) -> bool:
+    return bool(flow) and (await state.get_data()).get("flow") == flow
+
+
+async def remove_keyboard(bot: Bot, query: CallbackQuery) -> None:
+    if query.message is not None:
+        with contextlib.suppress(TelegramBadRequest):
+            await bot.edit_message_reply_markup(
+                chat_id=query.message.chat.id, message_id=query.message.message_id, reply_markup=None
+            )
+
+
+async def _submit(
+    query: CallbackQuery,
+    state: FSMContext,
+    services: Services,
+    i18n: I18n,
+    model: str | None,
+    callback_answer: CallbackAnswer,
+) -> None:
+    assert query.message is not None and query.bot is not None
+    prefs = await load_prefs(state.storage, state.key)
+    error = await submit_job(
+        query.bot,
+        state,
+        services,
+        chat_id=query.message.chat.id,
+        user_id=query.from_user.id,
+        prefs=prefs,
+        locale=i18n.current_locale,
+        model=model,
+    )
+    if error is not None:
+        await query.bot.send_message(query.message.chat.id, error)
+        callback_answer.text = _("Not started.")
+    else:
+        callback_answer.text = _("Started.")
+
+
+@router.callback_query(StyleChoice.filter(), Flow.choosing_style)
+async def style_chosen(
+    query: CallbackQuery,
+    callback_data: StyleChoice,
+    state: FSMContext,
+    services: Services,
+    i18n: I18n,
+    bot: Bot,
+    callback_answer: CallbackAnswer,
+) -> None:
+    if not await is_current(state, callback_data.flow):
+        callback_answer.text = stale_text()
+        await remove_keyboard(bot, query)
+        return
+    assert query.message is not None
+    if callback_data.action is ChoiceAction.cancel:
+        data = await state.get_data()
+        await drop_panel(bot, query.message.chat.id, data)
+        await state.set_state(None)
+        await state.set_data({k: data[k] for k in ("job_id", "last_result") if k in data})
+        await bot.send_message(query.message.chat.id, _("Cancelled. Send a new photo whenever you like."))
+        return
+    if callback_data.action is ChoiceAction.mine:
+        await state.set_state(Flow.collecting_styles)
+        await state.update_data(styles=[], weights=None)
+        await send_panel(
+            bot,
+            query.message.chat.id,
+            state,
+            styles_panel_text(0, None),
+            multi_style_keyboard(callback_data.flow, 0),
+        )
+        return
+    model = callback_data.model
+    if model not in PRETRAINED_MODELS:
+        callback_answer.text = stale_text()
+        return
+    availability = await services.catalog.get(model)
+    if availability is not None and not availability.installed:
+        reason = availability.reason or _("weights not installed")
+        callback_answer.text = _("{style} is unavailable: {reason}").format(
+            style=style_title(model), reason=reason
+        )
+        callback_answer.show_alert = True
+        return
+    await _submit(query, state, services, i18n, model, callback_answer)
+
+
+@router.callback_query(MultiStyle.filter(), StateFilter(Flow.collecting_styles, Flow.entering_weights))
+async def multi_pressed(
+    query: CallbackQuery,
+    callback_data: MultiStyle,
+    state: FSMContext,
+    services: Services,
+    i18n: I18n,
+    bot: Bot,
+    callback_answer: CallbackAnswer,
+) -> None:
+    if not await is_current(state, callback_data.flow):
+        callback_answer.text = stale_text()
+        await remove_keyboard(bot, query)
+        return
+    assert query.message is not None
+    data = await state.get_data()
+    styles = data.get("styles", [])
+    if callback_data.action is MultiAction.cancel:
+        await drop_panel(bot, query.message.chat.id, data)
+        await state.set_state(None)
+        await state.set_data({k: data[k] for k in ("job_id", "last_result") if k in data})
+        await bot.send_message(query.message.chat.id, _("Cancelled. Send a new photo whenever you like."))
+        return
+    if not styles:
+        callback_answer.text = _("Send at least one style image first.")
+        return
+    if callback_data.action is MultiAction.weights:
+        if len(styles) < 2:
+            callback_answer.text = _("Weights need at least two style images.")
+            return
+        await state.set_state(Flow.entering_weights)
+        await bot.send_message(
+            query.message.chat.id,
+            _(
+                "Send {n} numbers, one weight per style image in the order you sent them (e.g. “2 1” makes "
+                "the first style twice as strong)."
+            ).format(n=len(styles)),
+        )
+        return
+    await _submit(query, state, services, i18n, None, callback_answer)
+
+
+@router.callback_query(ResultButton.filter())
+async def result_pressed(
+    query: CallbackQuery,
+    callback_data: ResultButton,
+    state: FSMContext,
+    services: Services,
+    bot: Bot,
+    callback_answer: CallbackAnswer,
+) -> None:
+    assert query.message is not None
+    data = await state.get_data()
+    last = data.get("last_result") or {}
+    if last.get("job") != callback_data.job:
+        callback_answer.text = stale_text()
+        await remove_keyboard(bot, query)
+        return
+    await remove_keyboard(bot, query)
+    if callback_data.action is ResultAction.new_photo:
+        await drop_panel(bot, query.message.chat.id, data)
+        await state.set_state(None)
+        await state.set_data({k: data[k] for k in ("job_id",) if k in data})
+        await bot.send_message(query.message.chat.id, _("Send me a new photo."))
+        return
+    flow = new_flow()
+    await drop_panel(bot, query.message.chat.id, data)
+    await state.set_data(
+        {
+            **{k: data[k] for k in ("job_id",) if k in data},
+            "flow": flow,
+            "content": last["content"],
+            "styles": [],
+            "weights": None,
+        }
+    )
+    await state.set_state(Flow.choosing_style)
+    text, markup = await choice_text_and_markup(services, flow)
+    await send_panel(bot, query.message.chat.id, state, text, markup)
+
+
+@router.callback_query(JobButton.filter())
+async def job_cancel_pressed(
+    query: CallbackQuery,
+    callback_data: JobButton,
+    state: FSMContext,
+    services: Services,
+    bot: Bot,
+    callback_answer: CallbackAnswer,
+) -> None:
+    data = await state.get_data()
+    if data.get("job_id") != callback_data.job_id:
+        callback_answer.text = stale_text()
+        await remove_keyboard(bot, query)
+        return
+    await services.runner.cancel(callback_data.job_id)
+    data.pop("job_id", None)
+    await state.set_data(data)
+    callback_answer.text = _("Cancelled.")
+
+
+@router.callback_query(F.data)
+async def stale_button(query: CallbackQuery, bot: Bot, callback_answer: CallbackAnswer) -> None:
+    """Anything else: an old keyboard (other state, before a restart) or another user's buttons."""
+    callback_answer.text = stale_text()
+    await remove_keyboard(bot, query)
+
+
+@router.callback_query()
+async def no_data(query: CallbackQuery, callback_answer: CallbackAnswer) -> None:
+    callback_answer.text = stale_text()

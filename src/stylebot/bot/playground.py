@@ -1,0 +1,66 @@
+"""The playground: local Telegram + bot + in-process worker + local storage, one process.
+
+``stylebot run`` without ``API_TOKEN`` (and ``stylebot playground``) lands here: open the printed
+web chat URL and talk to the bot in a browser. Nothing leaves the machine except the first
+download of the model weights.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from stylebot.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+def ensure_backbone(settings: Settings) -> None:
+    """Pull the NST backbone once, with a progress bar (VGG19, else the offline VGG16 fallback)."""
+    from stylebot.ml import weights
+
+    if weights.installed_backbones(settings.models_dir):
+        return
+    print("First run: downloading the style-transfer backbone (about 80 MB)…", file=sys.stderr)
+    try:
+        weights.pull(["vgg19"], models_dir=settings.models_dir, progress=True)
+    except weights.WeightsError as exc:
+        print(
+            f"Could not download a backbone ({exc}); only pretrained styles that are installed will work.",
+            file=sys.stderr,
+        )
+
+
+async def run_playground(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8081,
+    stop: asyncio.Event | None = None,
+    pull_weights: bool = True,
+) -> int:
+    from stylebot.bot.app import BotApp, create_bot
+    from stylebot.client import InProcessJobClient
+    from stylebot.telegram import LocalTelegram
+
+    if pull_weights:
+        await asyncio.to_thread(ensure_backbone, settings)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or Windows
+            break
+    async with LocalTelegram(host=host, port=port) as telegram:
+        client = InProcessJobClient(settings=settings)
+        bot = create_bot(telegram.token, telegram.base_url)
+        try:
+            async with BotApp(settings, client, bot=bot):
+                print(f"Playground ready: open {telegram.web_url} in a browser and send a photo.", flush=True)
+                await stop.wait()
+        finally:
+            await client.aclose()
+    return 0
