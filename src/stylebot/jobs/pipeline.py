@@ -1,0 +1,374 @@
+"""The pipeline that runs one job: inputs from storage → engine → result into storage.
+
+``run_job`` is what the job service calls. The heavy part, :func:`compute`, is plain
+synchronous code shared by both executors: the direct one runs it in a thread of this
+process, the papermill one runs it inside a notebook kernel (``stylebot.jobs.executor``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PIL import Image
+
+from stylebot.imaging import ImageError, encode_image, load_image, resize_long_side
+from stylebot.jobs.spec import JobKind, JobSpec
+from stylebot.storage.base import InvalidKeyError, KeyNotFoundError, StorageError
+
+if TYPE_CHECKING:
+    from stylebot.config import Settings
+    from stylebot.ml.nst import CancelToken, NSTProgress
+    from stylebot.storage.base import Storage
+
+log = logging.getLogger(__name__)
+
+RESULT_NAME = "result.jpg"
+PREVIEW_QUALITY = 85
+PREVIEWS_PER_RUN = 8
+FAST_DEV_CYCLEGAN_SIZE = 64
+
+
+@dataclass
+class JobProgress:
+    fraction: float
+    eta_s: float | None
+    stage: str | None
+    losses: dict[str, float] | None
+    preview: bytes | None  # JPEG bytes
+
+
+@dataclass
+class JobOutcome:
+    result_key: str
+    losses: dict[str, float] | None
+    seconds: float
+
+
+class JobFailed(Exception):
+    """A failure to tell the user about: ``code`` is stable, ``message`` is safe to show."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """Everything :func:`compute` needs beyond the images; plain values, no secrets.
+
+    It travels into notebooks as a parameter, so it must never grow a token or a credential.
+    """
+
+    models_dir: str
+    device: str = "auto"
+    backbone: str = "auto"
+    fast_dev_run: bool = False
+    max_input_pixels: int = 50_000_000
+    max_input_bytes: int | None = None
+
+    @classmethod
+    def for_job(cls, spec: JobSpec, settings: Settings) -> ComputeConfig:
+        return cls(
+            models_dir=str(settings.models_dir),
+            device=settings.device,
+            backbone=settings.backbone,
+            fast_dev_run=spec.params.fast_dev_run or settings.default_fast_dev_run,
+            max_input_pixels=settings.max_input_pixels,
+            max_input_bytes=settings.max_upload_bytes,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ComputeResult:
+    image: Image.Image
+    losses: dict[str, float] | None
+    history: list[dict[str, float]]
+    seconds: float
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+async def fetch_inputs(spec: JobSpec, storage: Storage) -> tuple[bytes, list[bytes]]:
+    """The content and style bytes; a missing or foreign key is the user's ``input_missing``."""
+
+    async def one(key: str) -> bytes:
+        try:
+            return await storage.get(key)
+        except (KeyNotFoundError, InvalidKeyError):
+            raise JobFailed(
+                "input_missing", "An image for this job is no longer available; please send it again."
+            ) from None
+
+    try:
+        content = await one(spec.content_key)
+        styles = [await one(key) for key in spec.style_keys]
+    except StorageError as exc:
+        log.warning("job %s: storage unavailable while fetching inputs: %s", spec.job_id, exc)
+        raise JobFailed(
+            "storage_unavailable", "The image store cannot be reached right now; please try again later."
+        ) from exc
+    return content, styles
+
+
+def decode_inputs(
+    content: bytes, styles: Sequence[bytes], config: ComputeConfig
+) -> tuple[Image.Image, list[Image.Image]]:
+    """Bytes to RGB images, through ``imaging.load_image`` only; bad bytes fail with its code."""
+    limits = {"max_pixels": config.max_input_pixels, "max_bytes": config.max_input_bytes}
+    try:
+        return load_image(content, **limits), [load_image(s, **limits) for s in styles]
+    except ImageError as exc:
+        raise JobFailed(exc.code, str(exc)) from exc
+
+
+# --- compute (sync; runs in a worker thread or a notebook kernel) --------------------------------
+def _to_job_progress(progress: NSTProgress) -> JobProgress:
+    preview = None
+    if progress.preview is not None:
+        preview = encode_image(progress.preview, quality=PREVIEW_QUALITY)
+    return JobProgress(
+        fraction=progress.fraction,
+        eta_s=progress.eta_s,
+        stage=progress.stage,
+        losses=dict(progress.losses) or None,
+        preview=preview,
+    )
+
+
+def compute(
+    spec: JobSpec,
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    config: ComputeConfig,
+    *,
+    emit: Callable[[JobProgress], None] | None = None,
+    cancel: CancelToken | None = None,
+) -> ComputeResult:
+    """Run the engine for one job. Raises ``Cancelled`` or :class:`JobFailed`."""
+    from stylebot.ml.nst import Cancelled
+    from stylebot.ml.weights import WeightsError
+
+    started = time.monotonic()
+
+    def on_progress(progress: NSTProgress) -> None:
+        if emit is not None:
+            emit(_to_job_progress(progress))
+
+    try:
+        if spec.kind is JobKind.nst:
+            result = _compute_nst(spec, content, styles, config, on_progress, cancel)
+        else:
+            result = _compute_cyclegan(spec, content, config, on_progress, cancel)
+    except (Cancelled, JobFailed):
+        raise
+    except WeightsError as exc:
+        log.error("job %s: model weights unavailable: %s", spec.job_id, exc)
+        raise JobFailed(
+            "model_not_installed", "This style is not installed on the server yet; please try another one."
+        ) from exc
+    except (MemoryError, _cuda_oom()) as exc:
+        raise JobFailed(
+            "out_of_memory", "The image is too large for the server's memory; try a smaller size."
+        ) from exc
+    except ValueError as exc:
+        raise JobFailed("bad_params", str(exc)) from exc
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _cuda_oom() -> type[BaseException]:
+    import torch
+
+    return getattr(torch.cuda, "OutOfMemoryError", MemoryError)
+
+
+def _compute_nst(
+    spec: JobSpec,
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    config: ComputeConfig,
+    on_progress: Callable[[NSTProgress], None],
+    cancel: CancelToken | None,
+) -> ComputeResult:
+    from stylebot.ml.nst import NSTOptions, plan_levels, stylize
+    from stylebot.ml.weights import load_backbone
+
+    params = spec.params
+    options = NSTOptions(
+        size=params.size,
+        preset=params.preset.value,
+        strength=params.strength,
+        style_weights=spec.weights,
+        preserve_colors=params.preserve_colors,
+        seed=params.seed,
+        fast_dev_run=config.fast_dev_run,
+    )
+    # Nothing finer than the result is ever used: shrink big uploads before the pyramid.
+    content = resize_long_side(content, params.size)
+    styles = [resize_long_side(s, params.size) for s in styles]
+    total = sum(n for _, n in plan_levels(options, content.size))
+    options.preview_every = max(1, total // PREVIEWS_PER_RUN)
+    net = load_backbone(config.backbone, models_dir=Path(config.models_dir), device=config.device)
+    result = stylize(content, styles, options, backbone=net, on_progress=on_progress, cancel=cancel)
+    return ComputeResult(result.image, dict(result.losses) or None, list(result.history), result.seconds)
+
+
+def _compute_cyclegan(
+    spec: JobSpec,
+    content: Image.Image,
+    config: ComputeConfig,
+    on_progress: Callable[[NSTProgress], None],
+    cancel: CancelToken | None,
+) -> ComputeResult:
+    from stylebot.ml.cyclegan import load_generator, translate
+
+    assert spec.model is not None  # JobSpec guarantees it for cyclegan jobs
+    generator = load_generator(spec.model, models_dir=Path(config.models_dir), device=config.device)
+    content = resize_long_side(content, cyclegan_size(spec, config))
+    image = translate(generator, content, on_progress=on_progress, cancel=cancel)
+    return ComputeResult(image, None, [], 0.0)
+
+
+def cyclegan_size(spec: JobSpec, config: ComputeConfig) -> int:
+    return min(spec.params.size, FAST_DEV_CYCLEGAN_SIZE) if config.fast_dev_run else spec.params.size
+
+
+# --- the job --------------------------------------------------------------------------------------
+async def store_result(spec: JobSpec, storage: Storage, image: Image.Image) -> str:
+    data = await asyncio.to_thread(encode_image, image, "JPEG", quality=95)
+    try:
+        return await storage.put(data, scope=spec.owner, name=RESULT_NAME, content_type="image/jpeg")
+    except StorageError as exc:
+        log.warning("job %s: could not store the result: %s", spec.job_id, exc)
+        raise JobFailed(
+            "storage_unavailable", "The result could not be saved right now; please try again later."
+        ) from exc
+
+
+async def run_direct(
+    spec: JobSpec,
+    storage: Storage,
+    settings: Settings,
+    *,
+    on_progress: Callable[[JobProgress], None],
+    cancel: CancelToken,
+) -> JobOutcome:
+    started = time.monotonic()
+    config = ComputeConfig.for_job(spec, settings)
+    content_bytes, style_bytes = await fetch_inputs(spec, storage)
+    content, styles = await asyncio.to_thread(decode_inputs, content_bytes, style_bytes, config)
+    loop = asyncio.get_running_loop()
+
+    def emit(progress: JobProgress) -> None:
+        loop.call_soon_threadsafe(on_progress, progress)
+
+    result = await asyncio.to_thread(compute, spec, content, styles, config, emit=emit, cancel=cancel)
+    key = await store_result(spec, storage, result.image)
+    return JobOutcome(result_key=key, losses=result.losses, seconds=time.monotonic() - started)
+
+
+async def run_job(
+    spec: JobSpec,
+    storage: Storage,
+    settings: Settings,
+    *,
+    on_progress: Callable[[JobProgress], None],
+    cancel: CancelToken,
+) -> JobOutcome:
+    """Run one job with the configured executor (``settings.executor``: direct | papermill).
+
+    Raises ``stylebot.ml.nst.Cancelled`` when ``cancel`` fires (within one NST iteration or one
+    CycleGAN tile) and :class:`JobFailed` for anything the user should be told. ``on_progress``
+    is always called on the event loop's thread.
+    """
+    if settings.executor == "papermill":
+        from stylebot.jobs.executor import run_papermill
+
+        return await run_papermill(spec, storage, settings, on_progress=on_progress, cancel=cancel)
+    return await run_direct(spec, storage, settings, on_progress=on_progress, cancel=cancel)
+
+
+async def run_cyclegan_batch(
+    specs: Sequence[JobSpec], storage: Storage, settings: Settings
+) -> list[JobOutcome | JobFailed]:
+    """Several CycleGAN jobs with as few forward passes as possible (Ray Serve's ``@serve.batch``).
+
+    Each job succeeds or fails on its own; the list matches ``specs`` in order. With the papermill
+    executor every job still runs through its own notebook.
+    """
+    from stylebot.ml.nst import CancelToken
+
+    if settings.executor == "papermill":
+        outcomes: list[JobOutcome | JobFailed] = []
+        for spec in specs:
+            try:
+                outcomes.append(await run_job(spec, storage, settings, on_progress=lambda _p: None,
+                                              cancel=CancelToken()))
+            except JobFailed as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    started = time.monotonic()
+    slots: list[JobOutcome | JobFailed | None] = [None] * len(specs)
+    ready: list[tuple[int, JobSpec, Image.Image]] = []
+    for i, spec in enumerate(specs):
+        if spec.kind is not JobKind.cyclegan:
+            slots[i] = JobFailed("bad_params", "Only CycleGAN jobs can run in a batch.")
+            continue
+        try:
+            config = ComputeConfig.for_job(spec, settings)
+            content_bytes, _ = await fetch_inputs(spec, storage)
+            image = await asyncio.to_thread(decode_inputs, content_bytes, [], config)
+            ready.append((i, spec, resize_long_side(image[0], cyclegan_size(spec, config))))
+        except JobFailed as exc:
+            slots[i] = exc
+
+    by_model: dict[str, list[tuple[int, JobSpec, Image.Image]]] = {}
+    for item in ready:
+        by_model.setdefault(str(item[1].model), []).append(item)
+    for model, items in by_model.items():
+        try:
+            images = await asyncio.to_thread(_translate_group, model, [img for _, _, img in items], settings)
+        except JobFailed as exc:
+            for i, _, _ in items:
+                slots[i] = exc
+            continue
+        for (i, spec, _), image in zip(items, images, strict=True):
+            try:
+                key = await store_result(spec, storage, image)
+                slots[i] = JobOutcome(result_key=key, losses=None, seconds=time.monotonic() - started)
+            except JobFailed as exc:
+                slots[i] = exc
+    return [s if s is not None else JobFailed("internal", "The job was not run.") for s in slots]
+
+
+def _translate_group(model: str, images: list[Image.Image], settings: Settings) -> list[Image.Image]:
+    from stylebot.ml.cyclegan import load_generator, translate, translate_batch
+    from stylebot.ml.weights import WeightsError
+
+    try:
+        generator = load_generator(model, models_dir=settings.models_dir, device=settings.device)
+    except WeightsError as exc:
+        log.error("CycleGAN batch: model %s unavailable: %s", model, exc)
+        raise JobFailed(
+            "model_not_installed", "This style is not installed on the server yet; please try another one."
+        ) from exc
+    # One forward pass per size group for images that fit a tile; larger ones are tiled alone.
+    tile = 512
+    small = [i for i, img in enumerate(images) if max(img.size) <= tile]
+    results: list[Image.Image | None] = [None] * len(images)
+    for i, out in zip(small, translate_batch(generator, [images[i] for i in small]), strict=True):
+        results[i] = out
+    for i, img in enumerate(images):
+        if results[i] is None:
+            results[i] = translate(generator, img, tile=tile)
+    return [r for r in results if r is not None]
