@@ -77,7 +77,7 @@ async def album(message: Message) -> None:
 
 
 async def html(message: Message) -> None:
-    await message.answer("<b>bold</b> and <i>italic</i> 👋 <code>code</code>", parse_mode="HTML")
+    await message.answer("<b>bold</b>, <i>italic</i> and <code>code</code>", parse_mode="HTML")
 
 
 async def ping(query: CallbackQuery) -> None:

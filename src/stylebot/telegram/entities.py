@@ -47,7 +47,7 @@ class _HtmlToEntities(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
-        self.offset = 0
+        self.utf16_pos = 0
         self.stack: list[tuple[str, int, dict[str, Any]]] = []
         self.entities: list[Entity] = []
 
@@ -71,22 +71,24 @@ class _HtmlToEntities(HTMLParser):
             extra["custom_emoji_id"] = attributes.get("emoji-id") or ""
         if tag == "blockquote" and "expandable" in attributes:
             extra["type"] = "expandable_blockquote"
-        self.stack.append((tag, self.offset, extra))
+        self.stack.append((tag, self.utf16_pos, extra))
 
     def handle_endtag(self, tag: str) -> None:
         if not self.stack or self.stack[-1][0] != tag:
             raise _cant_parse(f'Unmatched end tag "{tag}"')
         _, start, extra = self.stack.pop()
-        if self.offset == start:
+        if self.utf16_pos == start:
             return
         entity_type = extra.pop("type", _HTML_TAGS[tag])
         if tag == "code" and self.stack and self.stack[-1][0] == "pre":
             return  # <pre><code class="language-x"> is one pre entity with a language
-        self.entities.append({"type": entity_type, "offset": start, "length": self.offset - start, **extra})
+        self.entities.append(
+            {"type": entity_type, "offset": start, "length": self.utf16_pos - start, **extra}
+        )
 
     def handle_data(self, data: str) -> None:
         self.parts.append(data)
-        self.offset += utf16_len(data)
+        self.utf16_pos += utf16_len(data)
 
 
 def parse_html(text: str) -> tuple[str, list[Entity]]:

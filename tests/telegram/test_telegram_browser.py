@@ -1,0 +1,75 @@
+"""The web chat page in real headless Chromium, against the aiogram echo bot."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stylebot.assets import sample_path
+from stylebot.telegram import LocalTelegram
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "webchat.png"
+
+
+@pytest.fixture
+async def page():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (scripts/system-deps.sh)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = await browser.new_context(viewport={"width": 760, "height": 820})
+        yield await context.new_page()
+        await browser.close()
+
+
+async def test_web_chat_text_button_and_photo(tg: LocalTelegram, echo_bot, page, tmp_path: Path) -> None:
+    await page.goto(tg.web_url)
+    await page.wait_for_selector(".empty")
+    await page.fill("#text", "/start")
+    await page.press("#text", "Enter")
+    button = page.locator(".keyboard button", has_text="Ping")
+    await button.wait_for()
+    await button.click()
+    await page.wait_for_selector(".toast:has-text('pong')")
+    await page.locator(".row.theirs .bubble", has_text="Pong!").wait_for()
+    assert await page.locator(".keyboard button").count() == 0  # the edit removed the keyboard
+
+    await page.set_input_files("#file-input", str(sample_path("chelsea.jpg")))
+    bot_photo = page.locator(".row.theirs img.photo").last
+    await bot_photo.wait_for()
+    await page.locator(".row.theirs .caption", has_text="photo 451x300").wait_for()
+    await page.wait_for_function(
+        "() => { const imgs = document.querySelectorAll('.row.theirs img.photo');"
+        " return imgs.length && imgs[imgs.length - 1].complete && imgs[imgs.length - 1].naturalWidth > 0; }"
+    )
+    box = await bot_photo.bounding_box()
+    assert box is not None and box["width"] > 40
+    assert box["y"] >= 0 and box["y"] + box["height"] <= 820, "the bot's photo is scrolled out of view"
+    await page.fill("#text", "/html")
+    await page.press("#text", "Enter")
+    await page.locator(".row.theirs b", has_text="bold").wait_for()
+
+    await page.wait_for_selector(".toast", state="hidden")
+    shot = tmp_path / "webchat.png"
+    await page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 5000
+    if os.environ.get("SAVE_WEBCHAT_SCREENSHOT"):
+        README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, README_SCREENSHOT)
