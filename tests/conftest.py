@@ -128,3 +128,32 @@ def vgg16_models_dir() -> Path:
     if not is_installed("vgg16", MODELS_CACHE):
         pull(["vgg16"], models_dir=MODELS_CACHE, progress=False)
     return MODELS_CACHE
+
+
+@pytest.fixture
+def weights_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A plain HTTP file server on 127.0.0.1 standing in for the weight hosts.
+
+    Yields ``(base_url, folder)``; files written into ``folder`` are served at ``base_url/<name>``.
+    """
+    import functools
+    import http.server
+    import threading
+
+    folder = tmp_path / "served"
+    folder.mkdir()
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(folder))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", folder
+    finally:
+        server.shutdown()
+        server.server_close()

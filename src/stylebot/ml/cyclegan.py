@@ -156,10 +156,10 @@ def _cached_generator(name: str, models_dir: str, device: str) -> ResnetGenerato
     try:
         net = read_checkpoint(model_path(name, Path(models_dir)))
     except Exception as exc:
-        from stylebot.ml.weights import WeightsError
+        from stylebot.ml.weights import WeightsError, _why
 
         raise WeightsError(
-            f"{name}: the installed weights do not load ({exc}); "
+            f"{name}: the installed weights do not load ({_why(exc)}); "
             f"run `stylebot models pull {name}` again or `stylebot models import {name} FILE`"
         ) from exc
     log.info("loaded CycleGAN generator %s on %s", name, device)
@@ -251,6 +251,7 @@ def translate(
     max_side: int | None = None,
     tile: int = 512,
     overlap: int = 64,
+    stats_side: int = 1024,
     on_progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Image.Image:
@@ -258,7 +259,7 @@ def translate(
 
     ``max_side`` bounds the working resolution (the result is scaled back up). Images larger
     than ``tile`` run in overlapping tiles, with norm statistics from a whole-image pass at
-    ``tile`` px on the long side.
+    ``stats_side`` px on the long side (at most; smaller images use their own size).
     """
     if tile < 64 or tile % 4:
         raise ValueError("tile must be a multiple of 4 and at least 64")
@@ -289,7 +290,7 @@ def translate(
             out = _to_image(_to_array(_run_padded(generator, _to_tensor(work, device))))
             report(1)
         else:
-            out = _translate_tiled(generator, work, ys, xs, tile, overlap, device, report, cancel)
+            out = _translate_tiled(generator, work, ys, xs, tile, overlap, stats_side, device, report, cancel)
     if out.size != image.size:
         out = out.resize(image.size, Image.Resampling.LANCZOS)
     return out
@@ -302,6 +303,7 @@ def _translate_tiled(
     xs: list[int],
     tile: int,
     overlap: int,
+    stats_side: int,
     device: torch.device,
     report: Callable[[int], None],
     cancel: CancelToken | None,
@@ -309,7 +311,7 @@ def _translate_tiled(
     from stylebot.imaging import resize_long_side
 
     w, h = work.size
-    overview = resize_long_side(work, tile)
+    overview = resize_long_side(work, stats_side)  # no-op when the image is already smaller
     with _norm_mode(generator, "record"):
         _run_padded(generator, _to_tensor(overview, device))
     acc = np.zeros((h, w, 3), dtype=np.float32)

