@@ -355,8 +355,14 @@ def start_ray(settings: Settings) -> None:
 
 
 def serve_main(host: str, port: int, settings: Settings) -> int:
+    import signal
+
     import ray
 
+    def on_term(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)  # shut the local cluster down on SIGTERM too
     started = time.monotonic()
     start_ray(settings)
     serve.start(http_options={"host": host, "port": port})
