@@ -75,11 +75,17 @@ def kernel_env(settings: Settings, base: Mapping[str, str] | None = None) -> dic
     return env
 
 
-def _kernel_manager_class(env: dict[str, str]) -> type:
+def _kernel_manager_class(env: dict[str, str], socket_dir: Path) -> type:
     from jupyter_client.manager import AsyncKernelManager
 
     class ScrubbedEnvKernelManager(AsyncKernelManager):
-        """Starts the kernel with exactly ``env`` instead of inheriting this process's environment."""
+        """Starts the kernel with exactly ``env`` instead of inheriting this process's environment,
+        talking over Unix sockets in the job's private folder rather than TCP ports."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.transport = "ipc"
+            self.ip = str(socket_dir / "kernel")
 
         async def _async_start_kernel(self, **kw: Any) -> None:
             kw["env"] = dict(env)
@@ -98,7 +104,7 @@ def execute_notebook(input_path: Path, output_path: Path, parameters: dict[str, 
     pm.execute_notebook(
         str(input_path), str(output_path), parameters=parameters, kernel_name="python3",
         progress_bar=False, log_output=False, start_timeout=KERNEL_START_TIMEOUT_S, cwd=str(cwd),
-        shutdown_kernel="immediate", kernel_manager_class=_kernel_manager_class(env),
+        shutdown_kernel="immediate", kernel_manager_class=_kernel_manager_class(env, cwd),
     )
 
 
