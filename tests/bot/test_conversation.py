@@ -2,19 +2,370 @@
 
 from __future__ import annotations
 
-from bot_helpers import FakeJobClient, button, jpeg, reply_to, text_of
+import asyncio
+
+import pytest
+from bot_helpers import FakeJobClient, button, buttons, jpeg, png, reply_to, text_of
+
+from stylebot.telegram import UserClient
+
+CHOICE = "How should I restyle"
 
 
-async def test_photo_then_pretrained_style_delivers_one_result(start_bot, user) -> None:
-    client = FakeJobClient()
+def is_choice(m: dict) -> bool:
+    return CHOICE in text_of(m)
+
+
+def is_result(m: dict) -> bool:
+    return "photo" in m and "⏱" in text_of(m)
+
+
+async def choose(user: UserClient, message: dict, contains: str) -> dict:
+    press = await user.press(message["message_id"], button(message, contains))
+    return await user.wait_answer(press["id"])
+
+
+async def photo_to_choice(user: UserClient, data: bytes | None = None) -> dict:
+    sent = await user.send_photo(data or jpeg())
+    return await reply_to(user, sent, is_choice)
+
+
+async def test_photo_then_pretrained_style_with_live_progress(start_bot, user) -> None:
+    client = FakeJobClient(auto=False)
     await start_bot(client)
-    sent = await user.send_photo(jpeg())
-    choice = await reply_to(user, sent, lambda m: "How should I restyle" in text_of(m))
-    press = await user.press(choice["message_id"], button(choice, "Monet"))
-    answer = await user.wait_answer(press["id"])
-    assert answer.get("text") == "Started."
-    result = await reply_to(user, choice, lambda m: "photo" in m and "⏱" in text_of(m))
-    assert "Monet" in text_of(result)
-    assert button(result, "Another style")
+    choice = await photo_to_choice(user)
+    assert (await choose(user, choice, "Monet")).get("text") == "Started."
+    progress = await reply_to(user, choice, lambda m: "50%" in text_of(m), timeout=10)
+    assert "Monet" in text_of(progress) and "left" in text_of(progress)
+    assert button(progress, "Cancel")
+    # The choice keyboard no longer applies once the job runs.
+    assert not buttons(next(m for m in await user.history() if m["message_id"] == choice["message_id"]))
     job = next(iter(client.jobs.values()))
     assert job.spec.model == "style_monet" and job.spec.params.fast_dev_run
+    job.release.set()
+    result = await reply_to(user, choice, is_result)
+    assert "Monet" in text_of(result) and button(result, "Another style") and button(result, "New photo")
+    history = await user.bot_messages()
+    # One progress message the whole time (edited in place, removed once the result is there).
+    assert not any("Working" in text_of(m) for m in history)
+    assert sum(is_result(m) for m in history) == 1
+
+
+async def test_progress_message_is_edited_not_repeated(start_bot, user, telegram) -> None:
+    client = FakeJobClient(auto=False)
+    await start_bot(client)
+    choice = await photo_to_choice(user)
+    await choose(user, choice, "Cézanne")
+    progress = await reply_to(user, choice, lambda m: "50%" in text_of(m), timeout=10)
+    await asyncio.sleep(0.5)
+    same = [m for m in await user.bot_messages() if "Style:" in text_of(m)]
+    assert [m["message_id"] for m in same] == [progress["message_id"]]
+    assert telegram.requests().get("editmessagemedia", 0) >= 1  # the preview replaced the picture
+    next(iter(client.jobs.values())).release.set()
+    await reply_to(user, choice, is_result)
+
+
+async def test_album_gives_content_and_styles_then_weights(start_bot, user) -> None:
+    client = FakeJobClient()
+    await start_bot(client)
+    sent = await user.send_album([jpeg(), jpeg("texture_brick.jpg"), jpeg("texture_grass.jpg")])
+    said = await reply_to(user, sent, lambda m: "first image of the album" in text_of(m))
+    assert "other 2" in text_of(said)
+    panel = await reply_to(user, sent, lambda m: "Style images: 2 of 5" in text_of(m))
+    await choose(user, panel, "Weights")
+    ask = await reply_to(user, panel, lambda m: "Send 2 numbers" in text_of(m))
+    bad = await user.send_text("2 x")
+    await reply_to(user, bad, lambda m: "Please send 2 numbers" in text_of(m))
+    good = await user.send_text("2 1")
+    panel2 = await reply_to(user, good, lambda m: "Weights: 2 : 1" in text_of(m))
+    assert ask
+    assert (await choose(user, panel2, "Stylize")).get("text") == "Started."
+    result = await reply_to(user, panel2, is_result)
+    assert "your style images (2)" in text_of(result)
+    spec = next(iter(client.jobs.values())).spec
+    assert spec.kind == "nst" and len(spec.style_keys) == 2 and spec.style_weights == [2.0, 1.0]
+
+
+async def test_my_style_images_collected_one_by_one_and_limit(start_bot, user) -> None:
+    client = FakeJobClient()
+    await start_bot(client)
+    choice = await photo_to_choice(user)
+    await choose(user, choice, "My style images")
+    prompt = await reply_to(user, choice, lambda m: "Send 1–5 style images" in text_of(m))
+    one = await user.send_document(png(), filename="style.png", mime_type="image/png")
+    panel = await reply_to(user, one, lambda m: "Style images: 1 of 5" in text_of(m))
+    six = await user.send_album([jpeg("texture_gravel.jpg", 40)] * 5)
+    await reply_to(user, six, lambda m: "the limit is 5" in text_of(m))
+    assert prompt and panel
+    four = await user.send_album([jpeg("texture_gravel.jpg", 40)] * 4)
+    full = await reply_to(user, four, lambda m: "Style images: 5 of 5" in text_of(m))
+    await choose(user, full, "Stylize")
+    await reply_to(user, full, is_result)
+    assert len(next(iter(client.jobs.values())).spec.style_keys) == 5
+
+
+async def test_document_in_document_out(start_bot, user) -> None:
+    await start_bot(FakeJobClient())
+    sent = await user.send_document(png(64), filename="me.png", mime_type="image/png")
+    choice = await reply_to(user, sent, is_choice)
+    await choose(user, choice, "Ukiyo-e")
+    doc = await reply_to(user, choice, lambda m: "document" in m)
+    assert doc["document"]["file_name"].endswith(".jpg") and button(doc, "New photo")
+    assert any(is_result(m) for m in await user.bot_messages())
+    assert (await user.download(doc["document"]["file_id"]))[:2] == b"\xff\xd8"
+
+
+async def test_result_buttons_another_style_and_new_photo(start_bot, user) -> None:
+    client = FakeJobClient()
+    await start_bot(client)
+    choice = await photo_to_choice(user)
+    await choose(user, choice, "Monet")
+    result = await reply_to(user, choice, is_result)
+    await choose(user, result, "Another style")
+    again = await reply_to(user, result, is_choice)
+    await choose(user, again, "Summer")
+    second = await reply_to(user, again, is_result)
+    specs = [j.spec for j in client.jobs.values()]
+    assert specs[0].content_key == specs[1].content_key and specs[1].model == "summer2winter_yosemite"
+    # Buttons that no longer apply are removed.
+    first = next(m for m in await user.history() if m["message_id"] == result["message_id"])
+    assert not buttons(first)
+    await choose(user, second, "New photo")
+    await reply_to(user, second, lambda m: "Send me a new photo" in text_of(m))
+
+
+WRONG_INPUTS = ("text", "sticker", "pdf", "video", "broken", "tiny", "big")
+
+
+async def send_wrong(user: UserClient, kind: str) -> tuple[dict, str]:
+    """Send one wrong input; returns it and a fragment of the expected specific reply."""
+    if kind == "text":
+        return await user.send_text("hello there"), ""
+    if kind == "sticker":
+        return await user.send_sticker(), "That is a sticker"
+    if kind == "pdf":
+        return await user.send_document(b"%PDF-1.4 nope", filename="a.pdf", mime_type="application/pdf"), (
+            "not an image"
+        )
+    if kind == "video":
+        return await user.send_document(
+            b"\x00\x00\x00\x18ftypmp42", filename="v.mp4", mime_type="video/mp4"
+        ), ("Videos")
+    if kind == "broken":
+        return await user.send_document(jpeg()[:300], filename="cut.jpg", mime_type="image/jpeg"), "damaged"
+    if kind == "tiny":
+        return await user.send_document(png(8), filename="tiny.png", mime_type="image/png"), "too small"
+    blob = jpeg() + b"\0" * (20 * 2**20 + 10)
+    return await user.send_document(blob, filename="huge.jpg", mime_type="image/jpeg"), "limit is 20 MB"
+
+
+async def reach_state(user: UserClient, state: str) -> dict:
+    """Bring the chat to ``state``; returns the message whose buttons continue from there."""
+    hello = await user.send_command("start")
+    start = await reply_to(user, hello)
+    if state == "idle":
+        return start
+    choice = await photo_to_choice(user)
+    if state == "choosing":
+        return choice
+    await choose(user, choice, "My style images")
+    prompt = await reply_to(user, choice, lambda m: "Send 1–5 style images" in text_of(m))
+    if state == "collecting":
+        return prompt
+    style = await user.send_album([jpeg("texture_brick.jpg", 40), jpeg("texture_grass.jpg", 40)])
+    panel = await reply_to(user, style, lambda m: "Style images: 2 of 5" in text_of(m))
+    await choose(user, panel, "Weights")
+    await reply_to(user, panel, lambda m: "Send 2 numbers" in text_of(m))
+    return panel
+
+
+@pytest.mark.parametrize("state", ["idle", "choosing", "collecting", "weights"])
+async def test_every_wrong_input_gets_a_specific_reply_and_state_stays(start_bot, user, state) -> None:
+    client = FakeJobClient()
+    await start_bot(client)
+    anchor = await reach_state(user, state)
+    hints = {
+        "idle": "Send me a photo",
+        "choosing": "Choose a style",
+        "collecting": "Send style images",
+        "weights": "numbers",
+    }
+    for kind in WRONG_INPUTS:
+        if kind == "big" and state in ("choosing", "weights"):
+            continue  # one oversized upload per state kind is enough to keep the suite quick
+        sent, expected = await send_wrong(user, kind)
+        reply = await reply_to(user, sent)
+        if kind == "text":
+            expected = hints[state]
+        elif state == "weights" and kind in ("broken", "tiny", "big"):
+            expected = "waiting for the weights, not for an image"
+        assert expected in text_of(reply), (state, kind, text_of(reply))
+    # The conversation goes on from where it was.
+    if state == "idle":
+        await photo_to_choice(user)
+    elif state == "choosing":
+        assert (await choose(user, anchor, "Monet")).get("text") == "Started."
+    elif state == "collecting":
+        one = await user.send_photo(jpeg("texture_brick.jpg", 40))
+        await reply_to(user, one, lambda m: "Style images: 1 of 5" in text_of(m))
+    else:
+        ok = await user.send_text("1 3")
+        await reply_to(user, ok, lambda m: "Weights: 1 : 3" in text_of(m))
+    assert not client.jobs or state == "choosing"
+
+
+async def test_cancel_mid_job_cancels_on_the_ml_side_and_no_result_arrives(start_bot, user) -> None:
+    client = FakeJobClient(auto=False)
+    await start_bot(client)
+    choice = await photo_to_choice(user)
+    await choose(user, choice, "Monet")
+    await reply_to(user, choice, lambda m: "50%" in text_of(m), timeout=10)
+    cancel = await user.send_command("cancel")
+    await reply_to(user, cancel, lambda m: "Stopped your stylization" in text_of(m))
+    job_id = next(iter(client.jobs))
+    assert client.cancelled == [job_id]
+    client.jobs[job_id].release.set()
+    await asyncio.sleep(0.5)
+    messages = await user.bot_messages()
+    assert not any(is_result(m) for m in messages)
+    assert any("Cancelled" in text_of(m) for m in messages)  # the progress message says so
+    again = await user.send_command("cancel")
+    await reply_to(user, again, lambda m: "Nothing to cancel" in text_of(m))
+
+
+async def test_progress_cancel_button(start_bot, user) -> None:
+    client = FakeJobClient(auto=False)
+    await start_bot(client)
+    choice = await photo_to_choice(user)
+    await choose(user, choice, "Monet")
+    progress = await reply_to(user, choice, lambda m: "50%" in text_of(m), timeout=10)
+    assert (await choose(user, progress, "Cancel")).get("text") == "Cancelled."
+    assert client.cancelled == [progress and next(iter(client.jobs))]
+
+
+async def test_second_job_while_one_runs_is_explained(start_bot, user) -> None:
+    client = FakeJobClient(auto=False)
+    await start_bot(client)
+    choice = await photo_to_choice(user)
+    await choose(user, choice, "Monet")
+    await reply_to(user, choice, lambda m: "50%" in text_of(m), timeout=10)
+    second = await photo_to_choice(user, jpeg("astronaut.jpg"))
+    assert (await choose(user, second, "Cézanne")).get("text") == "Not started."
+    await reply_to(user, second, lambda m: "one per person at a time" in text_of(m))
+    next(iter(client.jobs.values())).release.set()
+    await reply_to(user, second, is_result)
+    # The choice is still there: once the first job is done, the same button starts the second.
+    assert (await choose(user, second, "Cézanne")).get("text") == "Started."
+    list(client.jobs.values())[1].release.set()
+    await user.wait_for(lambda m: is_result(m) and "Cézanne" in text_of(m), timeout=15)
+
+
+async def test_two_users_at_once(start_bot, telegram) -> None:
+    await start_bot(FakeJobClient())
+
+    async def one(user_id: int, style: str) -> str:
+        async with UserClient(telegram.base_url, user_id=user_id, language_code="en") as u:
+            choice = await photo_to_choice(u)
+            await choose(u, choice, style)
+            return text_of(await reply_to(u, choice, is_result))
+
+    results = await asyncio.gather(one(2001, "Monet"), one(2002, "Ukiyo-e"))
+    assert "Monet" in results[0] and "Ukiyo-e" in results[1]
+
+
+async def test_ml_server_down_then_recovers(start_bot, user) -> None:
+    client = FakeJobClient()
+    await start_bot(client)
+    client.down = True
+    sent = await user.send_photo(jpeg())
+    await reply_to(user, sent, lambda m: "unavailable right now" in text_of(m))
+    client.down = False
+    choice = await photo_to_choice(user)
+    client.down = True
+    assert (await choose(user, choice, "Monet")).get("text") == "Not started."
+    await reply_to(user, choice, lambda m: "unavailable right now" in text_of(m))
+    client.down = False
+    await choose(user, choice, "Monet")
+    await reply_to(user, choice, is_result)
+
+
+async def test_ml_server_down_while_watching_still_delivers(start_bot, user) -> None:
+    client = FakeJobClient(auto=False)
+    await start_bot(client)
+    choice = await photo_to_choice(user)
+    await choose(user, choice, "Monet")
+    await reply_to(user, choice, lambda m: "50%" in text_of(m), timeout=10)
+    client.down = True
+    await asyncio.sleep(0.3)
+    next(iter(client.jobs.values())).release.set()
+    client.down = False
+    await reply_to(user, choice, is_result, timeout=20)
+
+
+async def test_old_keyboards_are_removed_and_forged_callbacks_answered(start_bot, user, telegram) -> None:
+    client = FakeJobClient()
+    app = await start_bot(client)
+    old = await photo_to_choice(user)
+    new = await photo_to_choice(user, jpeg("rocket.jpg"))
+    assert not buttons(next(m for m in await user.history() if m["message_id"] == old["message_id"]))
+    # Hostile callback data cannot come through the emulator's UI; feed it to the dispatcher directly.
+    from aiogram.types import Update
+
+    for data in (
+        "garbage",
+        "ch:deadbeef:pre:style_monet",
+        button(new, "Monet").replace("style_monet", "../x"),
+    ):
+        update = Update.model_validate(
+            {
+                "update_id": 10**6,
+                "callback_query": {
+                    "id": "forged",
+                    "chat_instance": "x",
+                    "data": data,
+                    "from": {"id": user.user_id, "is_bot": False, "first_name": "Ada"},
+                    "message": {
+                        "message_id": new["message_id"],
+                        "date": 0,
+                        "chat": {"id": user.user_id, "type": "private"},
+                    },
+                },
+            }
+        )
+        await app.dispatcher.feed_update(app.bot, update)
+    assert not client.jobs
+    assert (await choose(user, new, "Monet")).get("text") == "Started."
+
+
+async def test_uninstalled_style_shown_with_reason(start_bot, user) -> None:
+    await start_bot(FakeJobClient())
+    choice = await photo_to_choice(user)
+    assert "Van Gogh is unavailable: weights not downloaded" in text_of(choice)
+    answer = await choose(user, choice, "🚫 Van Gogh")
+    assert "unavailable" in answer.get("text", "") and answer.get("show_alert")
+    styles = await user.send_command("styles")
+    listing = await reply_to(user, styles)
+    assert "✅ Monet" in text_of(listing) and "🚫 Van Gogh: unavailable" in text_of(listing)
+
+
+async def test_russian_from_language_code_and_switch_in_settings(start_bot, telegram) -> None:
+    client = FakeJobClient()
+    await start_bot(client)
+    async with UserClient(telegram.base_url, user_id=3001, language_code="ru-RU") as ru:
+        hello = await ru.send_command("start")
+        assert "Отправьте мне фото" in text_of(await reply_to(ru, hello))
+    async with UserClient(telegram.base_url, user_id=3002, language_code="en") as en:
+        menu_cmd = await en.send_command("settings")
+        menu = await reply_to(en, menu_cmd)
+        await choose(en, menu, "Русский")
+        await choose(en, menu, "Strong")
+        await choose(en, menu, "768px")
+        await choose(en, menu, "colours: off")
+        hello = await en.send_command("help")
+        assert "Команды" in text_of(await reply_to(en, hello))
+        sent = await en.send_photo(jpeg())
+        choice = await reply_to(en, sent, lambda m: "Моне" in str(m.get("reply_markup")))
+        await choose(en, choice, "Моне")
+        await reply_to(en, choice, lambda m: "photo" in m and "⏱" in text_of(m))
+    params = next(iter(client.jobs.values())).spec.params
+    assert (params.size, params.strength, params.preserve_colors) == (768, 3.0, True)

@@ -39,6 +39,10 @@ def input_kind(message: Message) -> InputKind:
         name = (message.document.file_name or "").lower()
         if mime.startswith("image/") or name.endswith(IMAGE_EXTENSIONS):
             return InputKind.image_document
+        if mime.startswith("video/"):
+            return InputKind.video
+        if mime.startswith("audio/"):
+            return InputKind.audio
         return InputKind.other_document
     if message.sticker:
         return InputKind.sticker

@@ -48,12 +48,16 @@ async def is_current(state: FSMContext, flow: str) -> bool:
     return bool(flow) and (await state.get_data()).get("flow") == flow
 
 
-async def remove_keyboard(bot: Bot, query: CallbackQuery) -> None:
-    if query.message is not None:
-        with contextlib.suppress(TelegramBadRequest):
-            await bot.edit_message_reply_markup(
-                chat_id=query.message.chat.id, message_id=query.message.message_id, reply_markup=None
-            )
+async def remove_keyboard(bot: Bot, query: CallbackQuery, state: FSMContext | None = None) -> None:
+    """Take the buttons off the pressed message, unless it is the user's current panel."""
+    if query.message is None:
+        return
+    if state is not None and (await state.get_data()).get("panel") == query.message.message_id:
+        return
+    with contextlib.suppress(TelegramBadRequest):
+        await bot.edit_message_reply_markup(
+            chat_id=query.message.chat.id, message_id=query.message.message_id, reply_markup=None
+        )
 
 
 async def _submit(
@@ -95,7 +99,7 @@ async def style_chosen(
 ) -> None:
     if not await is_current(state, callback_data.flow):
         callback_answer.text = stale_text()
-        await remove_keyboard(bot, query)
+        await remove_keyboard(bot, query, state)
         return
     assert query.message is not None
     if callback_data.action is ChoiceAction.cancel:
@@ -143,7 +147,7 @@ async def multi_pressed(
 ) -> None:
     if not await is_current(state, callback_data.flow):
         callback_answer.text = stale_text()
-        await remove_keyboard(bot, query)
+        await remove_keyboard(bot, query, state)
         return
     assert query.message is not None
     data = await state.get_data()
@@ -187,7 +191,7 @@ async def result_pressed(
     last = data.get("last_result") or {}
     if last.get("job") != callback_data.job:
         callback_answer.text = stale_text()
-        await remove_keyboard(bot, query)
+        await remove_keyboard(bot, query, state)
         return
     await remove_keyboard(bot, query)
     if callback_data.action is ResultAction.new_photo:
@@ -224,7 +228,7 @@ async def job_cancel_pressed(
     data = await state.get_data()
     if data.get("job_id") != callback_data.job_id:
         callback_answer.text = stale_text()
-        await remove_keyboard(bot, query)
+        await remove_keyboard(bot, query, state)
         return
     await services.runner.cancel(callback_data.job_id)
     data.pop("job_id", None)
@@ -233,10 +237,12 @@ async def job_cancel_pressed(
 
 
 @router.callback_query(F.data)
-async def stale_button(query: CallbackQuery, bot: Bot, callback_answer: CallbackAnswer) -> None:
+async def stale_button(
+    query: CallbackQuery, bot: Bot, state: FSMContext, callback_answer: CallbackAnswer
+) -> None:
     """Anything else: an old keyboard (other state, before a restart) or another user's buttons."""
     callback_answer.text = stale_text()
-    await remove_keyboard(bot, query)
+    await remove_keyboard(bot, query, state)
 
 
 @router.callback_query()
