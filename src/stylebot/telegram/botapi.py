@@ -415,6 +415,7 @@ async def get_updates(api: BotApi, bot: Bot, p: Params) -> list[dict]:
         api.world.confirm(bot, offset)
     bot.poll_generation += 1
     generation = bot.poll_generation
+    pulse(bot)  # an older long poll still waiting ends with 409, as in Telegram
     deadline = time.monotonic() + timeout
     while not bot.pending:
         remaining = deadline - time.monotonic()

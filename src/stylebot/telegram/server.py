@@ -108,6 +108,8 @@ async def _api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except web.HTTPRequestEntityTooLarge:
         err = ApiError(413, "Request Entity Too Large")
         return web.json_response(err.body(), status=413, dumps=_dumps)
+    except web.HTTPNotFound:
+        return web.json_response(NOT_FOUND.body(), status=404, dumps=_dumps)
 
 
 async def _read_params(request: web.Request) -> Params:
