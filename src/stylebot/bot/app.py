@@ -48,9 +48,12 @@ def create_bot(token: str, api_base: str | None = None) -> Bot:
 
 def create_storage(settings: Settings, bot_id: int) -> tuple[BaseStorage, PendingStore]:
     if settings.redis_url:
+        from aiogram.fsm.storage.base import DefaultKeyBuilder
         from aiogram.fsm.storage.redis import RedisStorage
 
-        storage = RedisStorage.from_url(settings.redis_url)
+        # Keys like "stylebot:fsm:<bot id>:<chat>:<user>:<destiny>:data"; the bot id is public.
+        keys = DefaultKeyBuilder(prefix="stylebot:fsm", with_bot_id=True, with_destiny=True)
+        storage = RedisStorage.from_url(settings.redis_url, key_builder=keys)
         return storage, RedisPendingStore(storage.redis, bot_id)
     state_dir = bot_state_dir(settings)
     return (

@@ -1,0 +1,172 @@
+"""Restarts, Redis, flood control, the webhook's secret, and where the token must never go."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from pathlib import Path
+
+import httpx
+import pytest
+from aiohttp.test_utils import TestServer
+from bot_helpers import FAST, FakeJobClient, button, jpeg, reply_to, text_of
+
+from stylebot.bot.app import BotApp, create_bot
+from stylebot.config import get_settings
+from stylebot.telegram import FloodLimit, LocalTelegram, UserClient
+
+
+def is_result(m: dict) -> bool:
+    return "photo" in m and "⏱" in text_of(m)
+
+
+async def to_choice(user: UserClient) -> dict:
+    sent = await user.send_photo(jpeg())
+    return await reply_to(user, sent, lambda m: "How should I restyle" in text_of(m))
+
+
+async def press(user: UserClient, message: dict, contains: str) -> dict:
+    query = await user.press(message["message_id"], button(message, contains))
+    return await user.wait_answer(query["id"])
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_restart_mid_job_delivers_once_and_tells_lost_users(
+    backend, start_bot, telegram, settings, monkeypatch, request
+) -> None:
+    if backend == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+        import redis.asyncio as aioredis
+
+        async with aioredis.from_url(redis_url) as r:
+            await r.flushdb()
+        monkeypatch.setenv("REDIS_URL", redis_url)
+        get_settings.cache_clear()
+        settings = get_settings()
+    client = FakeJobClient(auto=False)
+    first = await start_bot(client, app_settings=settings)
+    async with (
+        UserClient(telegram.base_url, user_id=4001) as runner_user,
+        UserClient(telegram.base_url, user_id=4002) as choosing_user,
+    ):
+        choice = await to_choice(runner_user)
+        await press(runner_user, choice, "Monet")
+        await reply_to(runner_user, choice, lambda m: "50%" in text_of(m), timeout=10)
+        pending_choice = await to_choice(choosing_user)
+        await first.stop()
+
+        next(iter(client.jobs.values())).release.set()
+        await asyncio.sleep(0.3)
+        assert not any(is_result(m) for m in await runner_user.bot_messages())  # nobody watching yet
+
+        await start_bot(client, app_settings=settings)
+        await reply_to(runner_user, choice, is_result, timeout=15)
+        await asyncio.sleep(0.5)
+        assert sum(is_result(m) for m in await runner_user.bot_messages()) == 1
+
+        if backend == "memory":
+            # The old keyboard is stale now; the user is told once, and a photo is the new content.
+            answer = await press(choosing_user, pending_choice, "Monet")
+            assert answer.get("text") == "This button is no longer active."
+            told = await reply_to(choosing_user, pending_choice, lambda m: "restarted" in text_of(m))
+            again = await to_choice(choosing_user)
+            assert again["message_id"] > told["message_id"]
+            restarted = [m for m in await choosing_user.bot_messages() if "restarted" in text_of(m)]
+            assert len(restarted) == 1
+        else:
+            # Redis kept the conversation: the old choice still works.
+            assert (await press(choosing_user, pending_choice, "Cézanne")).get("text") == "Started."
+
+
+async def test_flood_control_backs_off_and_delivers(settings, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="stylebot.bot.middlewares")
+    async with LocalTelegram(flood_limit=FloodLimit(per_second=1.0, burst=2)) as tg:
+        app = BotApp(settings, FakeJobClient(), bot=create_bot(tg.token, tg.base_url), **FAST)
+        async with app, UserClient(tg.base_url, user_id=5001) as user:
+            choice = await to_choice(user)
+            await press(user, choice, "Monet")
+            await reply_to(user, choice, is_result, timeout=30)
+    assert "flood control" in caplog.text
+
+
+async def test_webhook_checks_the_secret(telegram, settings, user) -> None:
+    app = BotApp(settings, FakeJobClient(), bot=create_bot(telegram.token, telegram.base_url), **FAST)
+    server = TestServer(app.webhook_app("right-secret"), host="127.0.0.1")
+    await server.start_server()
+    try:
+        url = str(server.make_url(settings.webhook_path))
+        assert telegram.token not in url and telegram.token.split(":")[1] not in url
+        await app.bot.set_webhook(url, secret_token="right-secret")
+        hello = await user.send_command("start")
+        await reply_to(user, hello, lambda m: "Send me a photo" in text_of(m))
+        before = len(await user.history())
+        update = {
+            "update_id": 999,
+            "message": {
+                "message_id": 999,
+                "date": 0,
+                "text": "/start",
+                "chat": {"id": user.user_id, "type": "private"},
+                "from": {"id": user.user_id, "is_bot": False, "first_name": "Eve"},
+            },
+        }
+        async with httpx.AsyncClient() as http:
+            for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
+                response = await http.post(url, json=update, headers=headers)
+                assert response.status_code == 401
+        await asyncio.sleep(0.3)
+        assert len(await user.history()) == before
+    finally:
+        await server.close()
+        await app.stop()
+
+
+def test_webhook_path_with_the_token_is_refused(settings, monkeypatch) -> None:
+    token = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
+    monkeypatch.setenv("STYLEBOT_WEBHOOK_PATH", f"/hook/{token}")
+    get_settings.cache_clear()
+    app = BotApp(get_settings(), FakeJobClient(), bot=create_bot(token))
+    with pytest.raises(ValueError, match="must not contain the bot token"):
+        app.webhook_app("secret")
+
+
+async def test_real_job_service_and_the_token_is_nowhere(
+    start_bot, user, telegram, settings, synthetic_models_dir, monkeypatch, tmp_path: Path
+) -> None:
+    """Both happy paths on the real in-process job service; then grep everything for the token."""
+    from stylebot.client import InProcessJobClient
+    from stylebot.logs import setup_logging
+
+    monkeypatch.setenv("STYLEBOT_MODELS_DIR", str(synthetic_models_dir))
+    get_settings.cache_clear()
+    settings = get_settings()
+    log_text = io.StringIO()
+    root = logging.getLogger()
+    handler = logging.StreamHandler(log_text)
+    root.addHandler(handler)
+    old_level = root.level
+    setup_logging("DEBUG", telegram.token)
+    client = InProcessJobClient(settings=settings)
+    try:
+        await start_bot(client, app_settings=settings)
+        choice = await to_choice(user)
+        await press(user, choice, "Monet")
+        result = await reply_to(user, choice, is_result, timeout=60)
+        assert (await user.download(result["photo"][-1]["file_id"]))[:2] == b"\xff\xd8"
+
+        sent = await user.send_album([jpeg(), jpeg("texture_brick.jpg", 48), jpeg("texture_grass.jpg", 48)])
+        panel = await reply_to(user, sent, lambda m: "Style images: 2 of 5" in text_of(m))
+        await press(user, panel, "Stylize")
+        await reply_to(user, panel, lambda m: is_result(m) and "style images (2)" in text_of(m), timeout=90)
+    finally:
+        await client.aclose()
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    secret_part = telegram.token.split(":", 1)[1]
+    assert secret_part not in log_text.getvalue()
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any("bot-state" in str(p) for p in written) and any("storage" in str(p) for p in written)
+    for path in written:
+        assert secret_part.encode() not in path.read_bytes(), path
+        assert secret_part not in str(path)
