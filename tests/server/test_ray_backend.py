@@ -33,9 +33,11 @@ def wait_finished(http: httpx.Client, job_id: str, timeout: float = 180.0) -> di
     raise AssertionError(f"job did not finish: {status}")
 
 
-def test_ray_serve_runs_nst_and_cyclegan_jobs_over_http(tmp_path: Path, synthetic_models_dir: Path) -> None:
-    ray_tmp = tmp_path / "ray"
-    ray_tmp.mkdir()
+def test_ray_serve_runs_nst_and_cyclegan_jobs_over_http(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, synthetic_models_dir: Path
+) -> None:
+    # Ray's unix sockets live under its temp dir and must stay under 107 bytes: keep the path short.
+    ray_tmp = tmp_path_factory.mktemp("ray")
     port = free_port()
     env = {
         **os.environ,
@@ -90,7 +92,7 @@ def test_ray_serve_runs_nst_and_cyclegan_jobs_over_http(tmp_path: Path, syntheti
         raise
     finally:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(60)
             except subprocess.TimeoutExpired:

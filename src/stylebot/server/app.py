@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
@@ -57,6 +57,8 @@ def _sniff_media_type(data: bytes) -> str:
 
 def get_backend(request: Request) -> JobBackend:
     found = request.app.state.backend
+    if found is None and request.app.state.backend_lookup is not None:
+        found = request.app.state.backend_lookup()
     if found is None:
         raise JobClientError("unavailable", "The style service is starting; try again shortly.",
                              retry_after=5)
@@ -68,10 +70,16 @@ Backend = Annotated[JobBackend, Depends(get_backend)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
 
 
-def create_app(backend: JobBackend | None = None, *, manage_backend: bool = True) -> FastAPI:
+def create_app(
+    backend: JobBackend | None = None,
+    *,
+    manage_backend: bool = True,
+    backend_lookup: Callable[[], JobBackend | None] | None = None,
+) -> FastAPI:
     """The API around a backend. With ``manage_backend`` the app starts/stops it with its lifespan.
 
-    The backend may also be attached later as ``app.state.backend`` (the Ray ingress does that).
+    ``backend_lookup`` finds a backend created later, elsewhere: Ray Serve ships a copy of the app
+    to the ingress replica, whose constructor then creates the backend.
     """
 
     @contextlib.asynccontextmanager
@@ -86,6 +94,7 @@ def create_app(backend: JobBackend | None = None, *, manage_backend: bool = True
 
     app = FastAPI(title="stylebot ML server", version="1", lifespan=lifespan)
     app.state.backend = backend
+    app.state.backend_lookup = backend_lookup
 
     def authorize(request: Request, credentials: Credentials) -> None:
         backend = get_backend(request)

@@ -301,7 +301,22 @@ class RayJobBackend(JobFrontend):
         return len(self._active), dict(counts)
 
 
-app = create_app(None, manage_backend=True)
+_ingress_backend: RayJobBackend | None = None
+
+
+def ingress_backend() -> RayJobBackend | None:
+    """The backend of the ingress replica in this process (set by ``Ingress.__init__``)."""
+    return _ingress_backend
+
+
+def _set_ingress_backend(backend: RayJobBackend) -> None:
+    # A function, not a ``global`` statement in Ingress: Ray pickles the ingress class by value,
+    # so its methods see a copy of this module's globals; this function is pickled by reference.
+    global _ingress_backend
+    _ingress_backend = backend
+
+
+app = create_app(None, manage_backend=False, backend_lookup=ingress_backend)
 
 
 @serve.deployment(num_replicas=1, max_ongoing_requests=200)
@@ -315,7 +330,7 @@ class Ingress:
         settings = Settings(**payload)
         backend = RayJobBackend(make_storage(settings), settings, nst, cyclegan)
         await backend.start()  # re-dispatch jobs left unfinished by a previous run
-        app.state.backend = backend
+        _set_ingress_backend(backend)
 
 
 def build_app(settings: Settings, *, gpus: float | None = None) -> Any:
