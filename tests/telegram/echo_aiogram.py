@@ -10,7 +10,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
+from collections.abc import AsyncIterator
+from typing import Any
 
 from aiogram import Bot, Dispatcher, F, Router
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -111,3 +115,18 @@ async def echo_document(message: Message, bot: Bot) -> None:
 
 async def echo_sticker(message: Message) -> None:
     await message.answer_sticker(message.sticker.file_id)  # type: ignore[union-attr]
+
+
+@contextlib.asynccontextmanager
+async def polling(bot: Bot, **kwargs: Any) -> AsyncIterator[None]:
+    dispatcher = build_dispatcher()
+    task = asyncio.create_task(
+        dispatcher.start_polling(bot, handle_signals=False, close_bot_session=False, **kwargs)
+    )
+    try:
+        yield
+    finally:
+        with contextlib.suppress(RuntimeError):
+            await dispatcher.stop_polling()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 15)
