@@ -34,7 +34,7 @@ async def page():
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = await browser.new_context(viewport={"width": 760, "height": 820})
+        context = await browser.new_context(viewport={"width": 760, "height": 900})
         yield await context.new_page()
         await browser.close()
 
@@ -61,10 +61,18 @@ async def test_web_chat_text_button_and_photo(tg: LocalTelegram, echo_bot, page,
     )
     box = await bot_photo.bounding_box()
     assert box is not None and box["width"] > 40
-    assert box["y"] >= 0 and box["y"] + box["height"] <= 820, "the bot's photo is scrolled out of view"
+    assert box["y"] >= 0 and box["y"] + box["height"] <= 900, "the bot's photo is scrolled out of view"
+    await page.set_input_files(
+        "#file-input", [str(sample_path("coffee.jpg")), str(sample_path("rocket.jpg"))]
+    )  # several files at once: one album
+    await page.locator(".row.mine .album img.photo").nth(1).wait_for()
+    await page.locator(".row.theirs .caption", has_text="photo 512x342").wait_for()
     await page.fill("#text", "/html")
     await page.press("#text", "Enter")
     await page.locator(".row.theirs b", has_text="bold").wait_for()
+    await page.fill("#text", "/start")
+    await page.press("#text", "Enter")
+    await page.locator(".keyboard button", has_text="Ping").wait_for()
 
     await page.wait_for_selector(".toast", state="hidden")
     shot = tmp_path / "webchat.png"
