@@ -206,3 +206,10 @@ async def test_batch_result_matches_a_single_run(storage: LocalStorage, settings
     b = np.asarray(Image.open(io.BytesIO(await storage.get(single.result_key))), dtype=np.int16)
     diff = int(np.abs(a - b).max())
     assert diff <= 8  # the same generator output, up to JPEG rounding
+
+
+def test_job_failed_survives_pickling() -> None:
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(JobFailed("input_missing", "Please send it again.")))
+    assert (copy.code, copy.message) == ("input_missing", "Please send it again.")

@@ -190,6 +190,9 @@ async def run_papermill(
             )
         except Exception as exc:  # PapermillExecutionError, a kernel that died or never started
             run_error = exc
+        except BaseException:  # this task was cancelled (shutdown): stop the kernel's work too
+            (work / nb.CANCEL_FILE).touch()
+            raise
         finally:
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

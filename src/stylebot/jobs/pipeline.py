@@ -58,6 +58,10 @@ class JobFailed(Exception):
         self.code = code
         self.message = message
 
+    def __reduce__(self) -> tuple[type[JobFailed], tuple[str, str]]:
+        # Crosses process boundaries (Ray replicas); the default would call __init__ with one arg.
+        return (type(self), (self.code, self.message))
+
 
 @dataclass(frozen=True)
 class ComputeConfig:
