@@ -17,7 +17,7 @@ from PIL import Image
 from pydantic import BaseModel, TypeAdapter
 
 from stylebot.imaging import probe
-from stylebot.telegram import FloodLimit, LocalTelegram, UserClient
+from stylebot.telegram import FloodLimit, LocalTelegram, UserClient, UserClientError
 
 
 class BotHttp:
@@ -452,3 +452,23 @@ async def test_second_poller_terminates_the_first_and_webhook_blocks_polling(
     await bot.ok("setWebhook", url="http://127.0.0.1:9/hook")
     code, description = await bot.error("getUpdates")
     assert code == 409 and "webhook is active" in description
+
+
+async def test_mismatched_files_odd_photos_and_double_answers(bot: BotHttp, user: UserClient) -> None:
+    photo = await user.send_photo(jpeg((64, 64)))
+    code, description = await bot.error(
+        "sendDocument", chat_id=user.user_id, document=photo["photo"][-1]["file_id"]
+    )
+    assert (code, description) == (400, "Bad Request: type of file mismatch")
+    with pytest.raises(UserClientError, match="PHOTO_INVALID_DIMENSIONS"):
+        await user.send_photo(jpeg((2100, 50)))
+    sent = await bot.ok(
+        "sendMessage",
+        chat_id=user.user_id,
+        text="k",
+        reply_markup={"inline_keyboard": [[{"text": "b", "callback_data": "b"}]]},
+    )
+    query = await user.press(sent["message_id"], "b")
+    assert await bot.ok("answerCallbackQuery", callback_query_id=query["id"]) is True
+    code, description = await bot.error("answerCallbackQuery", callback_query_id=query["id"])
+    assert code == 400 and description.startswith("Bad Request: query is too old")
