@@ -104,7 +104,19 @@ class NSTWorker(_RecordedJobs):
         last_saved = 0.0
         preview_key = self.storage.new_key(scope=owner_scope(spec.owner), name="preview.jpg")
 
+        write_lock, stopped = asyncio.Lock(), False
+
         async def save_progress(progress: Any) -> None:
+            async with write_lock:
+                if not stopped:  # never after the final record
+                    await write_progress(progress)
+
+        async def stop_progress() -> None:
+            nonlocal stopped
+            async with write_lock:
+                stopped = True
+
+        async def write_progress(progress: Any) -> None:
             changes: dict[str, Any] = {"progress": min(1.0, max(0.0, float(progress.fraction))),
                                        "eta_s": progress.eta_s, "stage": progress.stage,
                                        "losses": progress.losses or record.status.losses}
@@ -133,12 +145,16 @@ class NSTWorker(_RecordedJobs):
             token.cancel()
             with contextlib.suppress(BaseException):
                 await task
+            await stop_progress()
             await self.finish(record, JobState.cancelled)
             raise
         except Cancelled:
+            await stop_progress()
             return await self.finish(record, JobState.cancelled)
         except Exception as exc:
+            await stop_progress()
             return await self.outcome(record, exc)
+        await stop_progress()
         return await self.outcome(record, outcome)
 
 

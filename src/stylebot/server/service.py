@@ -198,6 +198,9 @@ class _Job:
     preview_bytes: bytes | None = None
     preview_task: asyncio.Task | None = None
     last_persist: float = 0.0
+    # Record writes of one job go one at a time, so a late progress write never lands after the
+    # final one.
+    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def spec(self) -> JobSpec:
@@ -469,18 +472,26 @@ class JobService(JobFrontend):
                 job.update(preview_key=key)
 
     async def _persist(self, job: _Job) -> None:
-        try:
-            await self.store.save(job.record)
-        except Exception:
-            log.warning("could not save the record of job %s", job.spec.job_id, exc_info=True)
+        async with job.write_lock:
+            if job.status.finished:
+                return
+            try:
+                await self.store.save(job.record)
+            except Exception:
+                log.warning("could not save the record of job %s", job.spec.job_id, exc_info=True)
 
     async def _finish(self, job: _Job, state: JobState, **changes: Any) -> None:
         now = time.time()
-        job.update(state=state, finished_at=now, eta_s=None, position=None, **changes)
         if job.preview_task is not None:
             with contextlib.suppress(Exception):
                 await job.preview_task
-        await self.store.save(job.record)  # durable before anyone is told it is finished
+        final = job.status.model_copy(
+            update={"state": state, "finished_at": now, "eta_s": None, "position": None, **changes})
+        # Durable before anyone is told it is finished; from here on no await, so no caller can see
+        # the job finished while it still counts against its owner's limit.
+        async with job.write_lock:
+            await self.store.save(job.record.model_copy(update={"status": final}))
+            job.record.status = final
         kind = job.spec.kind
         if state is JobState.done and job.status.started_at is not None:
             seconds = now - job.status.started_at
