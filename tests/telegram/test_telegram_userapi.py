@@ -54,6 +54,7 @@ async def test_reset_forgets_chats_and_files(tg: LocalTelegram, user: UserClient
     with pytest.raises(UserClientError):
         await user.download(file_id)
     assert list(tg.files_dir.rglob("*.jpg")) == []
+    assert await user.history() == []  # the same client keeps working: its user is registered again
 
 
 def test_thread_mode_and_cli(tmp_path) -> None:
