@@ -1,0 +1,202 @@
+"""NST on tiny images: losses, style weights, colour preservation, cancel, determinism."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stylebot.assets import sample_path
+from stylebot.ml import nst
+from stylebot.ml.backbones import STYLE_LAYERS, VGGFeatures
+from stylebot.ml.nst import Cancelled, CancelToken, NSTOptions, NSTProgress, stylize
+from stylebot.ml.weights import WeightsError, load_backbone
+
+
+def _sample(name: str, side: int = 48) -> Image.Image:
+    img = Image.open(sample_path(name)).convert("RGB")
+    return nst._fit_long_side(img, side)
+
+
+@pytest.fixture(scope="module")
+def synthetic_backbone(synthetic_models_dir: Path) -> VGGFeatures:
+    return load_backbone("vgg19", models_dir=synthetic_models_dir, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def real_backbone(vgg16_models_dir: Path) -> VGGFeatures:
+    return load_backbone("vgg16", models_dir=vgg16_models_dir, device="cpu")
+
+
+def _style_gap(net: VGGFeatures, image: Image.Image, style: Image.Image) -> float:
+    side = max(image.size)
+    grams = nst.mixed_style_grams(net, [nst.to_tensor(nst._fit_long_side(style, side))], [1.0], STYLE_LAYERS)
+    return nst.style_distance(net, nst.to_tensor(image), grams)
+
+
+def test_total_loss_falls(synthetic_backbone: VGGFeatures) -> None:
+    options = NSTOptions(size=40, levels=[(40, 8)], early_stop=False)
+    result = stylize(
+        _sample("chelsea.jpg"), [_sample("texture_brick.jpg")], options, backbone=synthetic_backbone
+    )
+    totals = [h["total"] for h in result.history]
+    assert len(totals) == 8 == result.iterations
+    assert totals[-1] < 0.8 * totals[0]
+    assert result.image.size == (40, 27)
+
+
+def test_progress_is_monotonic_and_reaches_the_end(synthetic_backbone: VGGFeatures) -> None:
+    seen: list[NSTProgress] = []
+    options = NSTOptions(size=48, fast_dev_run=True, preview_every=2)
+    result = stylize(
+        _sample("chelsea.jpg"),
+        [_sample("texture_grass.jpg")],
+        options,
+        backbone=synthetic_backbone,
+        on_progress=seen.append,
+    )
+    assert [p.iteration for p in seen] == list(range(1, len(seen) + 1))
+    assert len(seen) == result.iterations <= 6
+    assert seen[-1].fraction == 1.0
+    assert all(0.0 <= p.fraction <= 1.0 for p in seen)
+    assert {"total", "content", "style"} <= set(seen[-1].losses)
+    assert [p.iteration for p in seen if p.preview is not None] == [2, 4, 6]
+    assert all(p.eta_s is not None and p.eta_s >= 0 for p in seen)
+
+
+def test_fast_dev_run_caps_size_and_iterations() -> None:
+    levels = nst.plan_levels(NSTOptions(size=2048, fast_dev_run=True), (4000, 3000))
+    assert max(s for s, _ in levels) == 64 and sum(n for _, n in levels) <= 6
+
+
+def test_default_pyramid_does_most_iterations_on_small_images() -> None:
+    levels = nst.plan_levels(NSTOptions(size=512), (640, 480))
+    assert [s for s, _ in levels] == [128, 256, 512]
+    full_res_equivalent = sum(n * (s / 512) ** 2 for s, n in levels)
+    assert full_res_equivalent <= 300 / 5  # at most a fifth of a 300-step single-scale run
+
+
+def test_cancel_stops_within_one_iteration(synthetic_backbone: VGGFeatures) -> None:
+    token = CancelToken()
+    calls: list[int] = []
+
+    def on_progress(p: NSTProgress) -> None:
+        calls.append(p.iteration)
+        if p.iteration == 2:
+            token.cancel()
+
+    options = NSTOptions(size=48, levels=[(48, 50)], early_stop=False)
+    with pytest.raises(Cancelled):
+        stylize(
+            _sample("chelsea.jpg"),
+            [_sample("texture_brick.jpg")],
+            options,
+            backbone=synthetic_backbone,
+            on_progress=on_progress,
+            cancel=token,
+        )
+    assert calls == [1, 2]
+
+
+def test_cancel_from_another_thread(synthetic_backbone: VGGFeatures) -> None:
+    token = CancelToken()
+    started = threading.Event()
+    seen: list[int] = []
+
+    def on_progress(p: NSTProgress) -> None:
+        seen.append(p.iteration)
+        started.set()
+
+    threading.Thread(target=lambda: started.wait(30) and token.cancel(), daemon=True).start()
+    options = NSTOptions(size=48, levels=[(48, 500)], early_stop=False)
+    with pytest.raises(Cancelled):
+        stylize(
+            _sample("chelsea.jpg"),
+            [_sample("texture_brick.jpg")],
+            options,
+            backbone=synthetic_backbone,
+            on_progress=on_progress,
+            cancel=token,
+        )
+    assert len(seen) < 500
+
+
+def test_same_seed_same_output_different_seed_differs(synthetic_backbone: VGGFeatures) -> None:
+    def run(seed: int) -> bytes:
+        options = NSTOptions(size=40, levels=[(40, 4)], early_stop=False, seed=seed)
+        return stylize(
+            _sample("chelsea.jpg"), [_sample("texture_gravel.jpg")], options, backbone=synthetic_backbone
+        ).image.tobytes()
+
+    first = run(1)
+    assert run(1) == first
+    assert run(2) != first
+
+
+def test_preserve_colors_keeps_the_content_colour_statistics(synthetic_backbone: VGGFeatures) -> None:
+    content, style = _sample("chelsea.jpg"), _sample("texture_grass.jpg")
+
+    def chroma_means(img: Image.Image) -> np.ndarray:
+        return np.asarray(img.convert("YCbCr"), dtype=float)[..., 1:].reshape(-1, 2).mean(0)
+
+    base = dict(size=48, levels=[(48, 12)], early_stop=False, strength=5.0)
+    plain = stylize(content, [style], NSTOptions(**base), backbone=synthetic_backbone).image
+    kept = stylize(
+        content, [style], NSTOptions(**base, preserve_colors=True), backbone=synthetic_backbone
+    ).image
+    target = chroma_means(content)
+    assert np.abs(chroma_means(kept) - target).max() < 1.5
+    # Without the option the style's green moves the colours: the test would notice a no-op.
+    assert np.abs(chroma_means(plain) - target).max() > 3 * np.abs(chroma_means(kept) - target).max()
+
+
+def test_bad_options_are_rejected(synthetic_backbone: VGGFeatures) -> None:
+    content, style = _sample("chelsea.jpg"), _sample("texture_grass.jpg")
+    with pytest.raises(ValueError, match="style weights"):
+        stylize(content, [style], NSTOptions(style_weights=[1, 2]), backbone=synthetic_backbone)
+    with pytest.raises(ValueError, match="not all zero"):
+        stylize(content, [style], NSTOptions(style_weights=[0]), backbone=synthetic_backbone)
+    with pytest.raises(ValueError, match="strength"):
+        stylize(content, [style], NSTOptions(strength=50), backbone=synthetic_backbone)
+    with pytest.raises(ValueError, match="at least one style"):
+        stylize(content, [], NSTOptions(), backbone=synthetic_backbone)
+
+
+def test_missing_backbone_is_a_weights_error_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stylebot.config import get_settings
+
+    monkeypatch.setenv("STYLEBOT_MODELS_DIR", str(tmp_path / "nothing"))
+    get_settings.cache_clear()
+    with pytest.raises(WeightsError, match="models pull"):
+        stylize(_sample("chelsea.jpg"), [_sample("texture_grass.jpg")], NSTOptions(fast_dev_run=True))
+
+
+@pytest.mark.realweights
+def test_style_weights_shift_the_result_toward_the_heavier_style(real_backbone: VGGFeatures) -> None:
+    content = _sample("chelsea.jpg", 56)
+    brick, grass = _sample("texture_brick.jpg", 56), _sample("texture_grass.jpg", 56)
+
+    def run(weights: list[float]) -> Image.Image:
+        options = NSTOptions(
+            size=56, levels=[(56, 25)], early_stop=False, style_weights=weights, strength=3.0
+        )
+        return stylize(content, [brick, grass], options, backbone=real_backbone).image
+
+    brick_heavy, grass_heavy = run([4, 1]), run([1, 4])
+    assert _style_gap(real_backbone, brick_heavy, brick) < _style_gap(real_backbone, grass_heavy, brick)
+    assert _style_gap(real_backbone, grass_heavy, grass) < _style_gap(real_backbone, brick_heavy, grass)
+
+
+@pytest.mark.realweights
+def test_real_vgg16_moves_gram_statistics_toward_the_style(real_backbone: VGGFeatures) -> None:
+    """Stated margin: the output's style distance is at least 30% below the content photo's."""
+    content, style = _sample("chelsea.jpg", 64), _sample("texture_brick.jpg", 64)
+    result = stylize(content, [style], NSTOptions(size=64, preset="fast"), backbone=real_backbone)
+    before = _style_gap(real_backbone, nst._fit_long_side(content, 64), style)
+    after = _style_gap(real_backbone, result.image, style)
+    assert after < 0.7 * before, (before, after)
