@@ -9,45 +9,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from stylebot.jobs.spec import JobSpec, JobStatus
+from stylebot.jobs.spec import JobClientError, JobSpec, JobStatus, StyleInfo
+
+__all__ = [
+    "HttpJobClient",
+    "InProcessJobClient",
+    "JobClient",
+    "JobClientError",
+    "StyleInfo",
+    "make_job_client",
+]
 
 if TYPE_CHECKING:
     import httpx
 
     from stylebot.config import Settings
     from stylebot.server.service import JobService
-
-
-class JobClientError(Exception):
-    """The ML side could not be reached or refused the request.
-
-    ``code`` is stable for programs (``unavailable``, ``busy``, ``owner_limit``, ``invalid``,
-    ``not_found``, ``not_ready``, ``bad_image``...); ``str()`` is safe to show a user.
-    ``field`` names the offending request field for ``invalid`` and image errors.
-    """
-
-    def __init__(
-        self, code: str, message: str, *, retry_after: float | None = None, field: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
-        self.field = field
-
-
-@dataclass(frozen=True)
-class StyleInfo:
-    """One pretrained style (CycleGAN model) and whether this ML side can run it."""
-
-    name: str
-    title: str
-    kind: str = "cyclegan"
-    installed: bool = False
-    reason: str | None = None
 
 
 @runtime_checkable

@@ -1,5 +1,8 @@
 """The one contract between the bot and the ML side: ``JobSpec`` in, ``JobStatus`` out.
 
+Also the two other things that cross the line: ``StyleInfo`` (what ``/v1/styles`` lists) and
+``JobClientError`` (how the ML side refuses a request, raised to the bot by either client).
+
 These exact field names are the ML HTTP API's wire format (``POST /v1/jobs``).
 """
 
@@ -7,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -163,3 +167,32 @@ class JobStatus(BaseModel):
         if self.started_at is None or self.finished_at is None:
             return None
         return self.finished_at - self.started_at
+
+
+class JobClientError(Exception):
+    """The ML side could not be reached or refused the request.
+
+    ``code`` is stable for programs (``unavailable``, ``busy``, ``owner_limit``, ``invalid``,
+    ``not_found``, ``not_ready``, ``bad_image``...); ``str()`` is safe to show a user.
+    ``field`` names the offending request field for ``invalid`` and image errors.
+    """
+
+    def __init__(
+        self, code: str, message: str, *, retry_after: float | None = None, field: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retry_after = retry_after
+        self.field = field
+
+
+@dataclass(frozen=True)
+class StyleInfo:
+    """One pretrained style (CycleGAN model) and whether this ML side can run it."""
+
+    name: str
+    title: str
+    kind: str = "cyclegan"
+    installed: bool = False
+    reason: str | None = None

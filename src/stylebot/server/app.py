@@ -21,8 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from stylebot.client import JobClientError
-from stylebot.jobs.spec import JobSpec, JobStatus
+from stylebot.jobs.spec import JobClientError, JobSpec, JobStatus
 from stylebot.server.service import JobBackend
 
 MAX_JSON_BODY = 64 * 1024

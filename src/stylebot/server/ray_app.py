@@ -25,9 +25,8 @@ from typing import Any
 from ray import serve
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
-from stylebot.client import JobClientError
 from stylebot.config import Settings
-from stylebot.jobs.spec import JobError, JobKind, JobSpec, JobState, JobStatus
+from stylebot.jobs.spec import JobClientError, JobError, JobKind, JobSpec, JobState, JobStatus
 from stylebot.jobs.store import JobRecord, JobStore
 from stylebot.server.app import create_app
 from stylebot.server.metrics import ServiceMetrics

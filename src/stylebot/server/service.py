@@ -23,10 +23,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from stylebot.client import JobClientError, StyleInfo
 from stylebot.config import Settings
 from stylebot.imaging import ImageError, encode_image, load_image
-from stylebot.jobs.spec import JobError, JobKind, JobSpec, JobState, JobStatus
+from stylebot.jobs.spec import JobClientError, JobError, JobKind, JobSpec, JobState, JobStatus, StyleInfo
 from stylebot.jobs.store import JobRecord, JobStore
 from stylebot.server.metrics import ServiceMetrics
 from stylebot.storage.base import InvalidKeyError, KeyNotFoundError, Storage
