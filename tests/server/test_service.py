@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -289,3 +290,34 @@ async def test_upload_is_stored_as_clean_jpeg_under_a_generated_key(service: Job
     with pytest.raises(JobClientError) as err:
         await service.upload_input(buf.getvalue(), owner="chat/1", name="x.png")
     assert err.value.field == "owner"
+
+
+async def test_retention_sweep_removes_old_inputs_results_and_records(
+    tmp_path, runner: FakeRunner
+) -> None:
+    settings = Settings(storage_dir=tmp_path / "s", models_dir=tmp_path / "m", retention_hours=1.0)
+    storage = LocalStorage(tmp_path / "s", retention_hours=1.0)
+    svc = JobService(storage, settings, runner=runner, workers=1)
+    await svc.start()
+    try:
+        spec = await nst_spec(svc)
+        await svc.submit(spec)
+        runner.gate(spec.job_id).set()
+        await wait_until(lambda: _done(svc, spec.job_id))
+        assert await svc.housekeep() == 0  # everything is fresh: nothing goes
+
+        # Two hours later (file times and the record's finish time moved back), all of it goes.
+        two_hours_ago = (await svc.status(spec.job_id)).finished_at - 7200
+        for path in (tmp_path / "s").rglob("*"):
+            if path.is_file():
+                os.utime(path, (two_hours_ago, two_hours_ago))
+        store = JobStore(storage)
+        record = await store.load(spec.job_id)
+        assert record is not None
+        record.status = record.status.model_copy(update={"finished_at": two_hours_ago})
+        await store.save(record)
+        assert await svc.housekeep() >= 3  # content, style, result, plus the job record
+        assert await store.load(spec.job_id) is None
+        assert not await storage.exists(spec.content_key)
+    finally:
+        await svc.stop()

@@ -7,6 +7,7 @@ accepted and on every state change, and on start re-queues those that were not f
 from __future__ import annotations
 
 import logging
+import time
 
 from pydantic import BaseModel, ValidationError
 
@@ -64,3 +65,14 @@ class JobStore:
                 records.append(record)
         records.sort(key=lambda r: r.status.created_at)
         return records
+
+    async def prune(self, older_than_s: float, *, now: float | None = None) -> int:
+        """Delete records of jobs that finished more than ``older_than_s`` ago; unfinished ones stay."""
+        cutoff = (time.time() if now is None else now) - older_than_s
+        removed = 0
+        for record in await self.all():
+            finished_at = record.status.finished_at
+            if record.status.finished and finished_at is not None and finished_at < cutoff:
+                await self.storage.delete(self.key(record.spec.job_id))
+                removed += 1
+        return removed

@@ -210,8 +210,10 @@ class RayJobBackend(JobFrontend):
                 record.status = record.status.model_copy(update={"state": JobState.queued, "progress": 0.0})
                 await self.store.save(record)
                 self._dispatch(record.spec)
+        self.start_housekeeping()
 
     async def stop(self) -> None:
+        await self.stop_housekeeping()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -61,6 +61,9 @@ def is_job_failed(exc: BaseException) -> bool:
     return isinstance(getattr(exc, "code", None), str) and isinstance(getattr(exc, "message", None), str)
 
 
+HOUSEKEEPING_INTERVAL_S = 3600.0
+
+
 def default_workers(settings: Settings) -> int:
     """Settings win when given; else one worker per GPU, or one on CPU."""
     if "workers" in settings.model_fields_set:
@@ -97,6 +100,36 @@ class JobFrontend:
         self.storage = storage
         self.settings = settings
         self.store = JobStore(storage)
+        self._housekeeping: asyncio.Task | None = None
+
+    # --- retention -----------------------------------------------------------------------------
+    async def housekeep(self) -> int:
+        """One retention sweep: expired inputs/results/notebooks, then old finished job records."""
+        removed = await self.storage.expire()
+        removed += await self.store.prune(self.settings.retention_hours * 3600)
+        return removed
+
+    def start_housekeeping(self, every_s: float = HOUSEKEEPING_INTERVAL_S) -> None:
+        """Run :meth:`housekeep` now and then every ``every_s`` seconds; failures are logged, not fatal."""
+
+        async def loop() -> None:
+            while True:
+                try:
+                    removed = await self.housekeep()
+                    if removed:
+                        log.info("retention: removed %d expired object(s)", removed)
+                except Exception as exc:  # storage down: try again at the next tick
+                    log.warning("retention sweep failed: %s", exc)
+                await asyncio.sleep(every_s)
+
+        if self._housekeeping is None or self._housekeeping.done():
+            self._housekeeping = asyncio.create_task(loop(), name="stylebot-retention")
+
+    async def stop_housekeeping(self) -> None:
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            await asyncio.gather(self._housekeeping, return_exceptions=True)
+            self._housekeeping = None
 
     # --- inputs --------------------------------------------------------------------------------
     async def upload_input(self, data: bytes, *, owner: str, name: str) -> str:
@@ -270,12 +303,14 @@ class JobService(JobFrontend):
             log.info("re-queued %d unfinished job(s) from the job store", recovered)
         self._tasks = [asyncio.create_task(self._worker(i), name=f"stylebot-worker-{i}")
                        for i in range(self.workers)]
+        self.start_housekeeping()
 
     async def stop(self) -> None:
         """Stop workers; running jobs stay recorded as running and resume on the next start."""
         if not self._started:
             return
         self._stopping = True
+        await self.stop_housekeeping()
         for job in self._jobs.values():
             if job.cancel_token is not None:
                 job.cancel_token.cancel()
