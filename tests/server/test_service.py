@@ -321,3 +321,35 @@ async def test_retention_sweep_removes_old_inputs_results_and_records(
         assert not await storage.exists(spec.content_key)
     finally:
         await svc.stop()
+
+
+async def test_housekeeping_runs_periodically_and_survives_storage_errors(
+    tmp_path, runner: FakeRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stylebot.storage import StorageError
+
+    storage = LocalStorage(tmp_path / "s", retention_hours=1.0)
+    svc = JobService(storage, Settings(storage_dir=tmp_path / "s", models_dir=tmp_path / "m"), runner=runner)
+    old = await storage.put(b"old", scope="chat:1", name="a.jpg")
+    for path in (tmp_path / "s").rglob("*"):
+        os.utime(path, (0, 0))
+    calls: list[int] = []
+    real_expire = storage.expire
+
+    async def flaky_expire() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            raise StorageError("storage briefly unreachable")
+        return await real_expire()
+
+    monkeypatch.setattr(storage, "expire", flaky_expire)
+    svc.start_housekeeping(every_s=0.01)
+    try:
+        await wait_until(lambda: _called_at_least(calls, 3))
+    finally:
+        await svc.stop_housekeeping()
+    assert not await storage.exists(old)
+
+
+async def _called_at_least(calls: list[int], n: int) -> bool:
+    return len(calls) >= n

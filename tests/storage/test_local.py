@@ -301,30 +301,3 @@ def test_seed_env_names_configure_s3(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_configured_prefix_is_refused(tmp_path: Path, prefix: str) -> None:
     with pytest.raises(InvalidKeyError):
         LocalStorage(tmp_path, prefix=prefix)
-
-
-async def test_expire_periodically_sweeps_and_survives_errors(
-    storage: LocalStorage, root: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from stylebot.storage import StorageError, expire_periodically
-
-    old = await storage.put(b"old", scope="chat:1", name="a.jpg")
-    long_ago = time.time() - 48 * HOUR
-    os.utime(root / old, (long_ago, long_ago))
-    calls: list[int] = []
-    real_expire = storage.expire
-
-    async def flaky_expire() -> int:
-        calls.append(1)
-        if len(calls) == 1:
-            raise StorageError("storage briefly unreachable")
-        return await real_expire()
-
-    monkeypatch.setattr(storage, "expire", flaky_expire)
-    task = asyncio.create_task(expire_periodically(storage, every_s=0.01))
-    while len(calls) < 3:
-        await asyncio.sleep(0.01)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert not await storage.exists(old)

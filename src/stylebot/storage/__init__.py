@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -27,7 +26,6 @@ __all__ = [
     "StorageAuthError",
     "StorageError",
     "StorageUnavailableError",
-    "expire_periodically",
     "make_storage",
 ]
 
@@ -58,19 +56,3 @@ def make_storage(settings: Settings) -> Storage:
     from stylebot.storage.local import LocalStorage
 
     return LocalStorage(settings.storage_dir, prefix=settings.s3_prefix, **retention)
-
-
-async def expire_periodically(storage: Storage, every_s: float = 3600.0) -> None:
-    """Run ``storage.expire()`` now and then every ``every_s`` seconds, until cancelled.
-
-    Meant as a background task of whichever process owns the storage (the ML server); a
-    failing sweep is logged and retried at the next tick, never fatal.
-    """
-    while True:
-        try:
-            removed = await storage.expire()
-            if removed:
-                log.info("storage retention: removed %d expired object(s)", removed)
-        except StorageError as exc:
-            log.warning("storage retention sweep failed: %s", exc)
-        await asyncio.sleep(every_s)
