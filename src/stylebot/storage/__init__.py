@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from stylebot.storage.base import (
@@ -29,7 +28,6 @@ __all__ = [
     "make_storage",
 ]
 
-log = logging.getLogger(__name__)
 
 
 def make_storage(settings: Settings) -> Storage:
