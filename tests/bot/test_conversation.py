@@ -340,7 +340,8 @@ async def test_old_keyboards_are_removed_and_forged_callbacks_answered(start_bot
 async def test_uninstalled_style_shown_with_reason(start_bot, user) -> None:
     await start_bot(FakeJobClient())
     choice = await photo_to_choice(user)
-    assert "Van Gogh is unavailable: weights not downloaded" in text_of(choice)
+    assert "Van Gogh is unavailable: weights not installed" in text_of(choice)
+    assert "stylebot models" not in text_of(choice)  # operator hints stay out of the chat
     answer = await choose(user, choice, "🚫 Van Gogh")
     assert "unavailable" in answer.get("text", "") and answer.get("show_alert")
     styles = await user.send_command("styles")

@@ -60,7 +60,11 @@ class StyleCatalog:
             if info is None:
                 result.append(StyleAvailability(name, False, "not offered by the ML server"))
             else:
-                result.append(StyleAvailability(name, bool(info.installed), info.reason))
+                if not info.installed:
+                    # The server's reason is written for operators ("run `stylebot models pull`");
+                    # users get the bot's own short, translated one.
+                    log.info("style %s unavailable on the ML side: %s", name, info.reason)
+                result.append(StyleAvailability(name, bool(info.installed), None))
         self._cached, self._at = result, time.monotonic()
         return result
 
