@@ -1,5 +1,5 @@
 # One image for both roles: `stylebot bot` (the Telegram bot) and `stylebot server` (the ML API).
-# CPU torch by default; for a GPU box build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu124
+# CPU torch by default; for a GPU box build with --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128
 FROM python:3.11-slim
 
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
