@@ -16,22 +16,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-PRETRAINED_MODELS: tuple[str, ...] = (
-    "style_monet",
-    "style_cezanne",
-    "style_ukiyoe",
-    "style_vangogh",
-    "summer2winter_yosemite",
-    "winter2summer_yosemite",
-)
-ModelName = Literal[
-    "style_monet",
-    "style_cezanne",
-    "style_ukiyoe",
-    "style_vangogh",
-    "summer2winter_yosemite",
-    "winter2summer_yosemite",
-]
+from stylebot.ml.names import CYCLEGAN_MODELS
+
+PRETRAINED_MODELS: tuple[str, ...] = CYCLEGAN_MODELS
+ModelName = Literal[CYCLEGAN_MODELS]  # type: ignore[valid-type]  # the six names, one source
 MAX_STYLES = 5
 MIN_SIZE, MAX_SIZE = 64, 2048
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")

