@@ -79,6 +79,48 @@ def test_default_pyramid_does_most_iterations_on_small_images() -> None:
     assert full_res_equivalent <= 300 / 5  # at most a fifth of a 300-step single-scale run
 
 
+def test_baselines_and_fast_dev_run_keep_plain_lbfgs() -> None:
+    assert nst._lbfgs_settings(NSTOptions(levels=[(64, 10)], early_stop=False)) == (20, None)
+    assert nst._lbfgs_settings(NSTOptions(fast_dev_run=True)) == (20, None)
+    assert not nst._detail_transfer(NSTOptions(levels=[(64, 10)]))
+    assert nst._detail_transfer(NSTOptions()) and nst._lbfgs_settings(NSTOptions())[0] == 100
+
+
+def test_dropped_levels_hand_on_their_work_not_their_iterations() -> None:
+    # 128 px: the 32-px level is dropped; its 60 iterations cost 15 at 64 px.
+    assert nst.plan_levels(NSTOptions(size=128), (640, 480)) == [(64, 20 + 15), (128, 35)]
+
+
+def test_pyramid_with_detail_transfer_and_keep_best_is_deterministic_and_counts_work(
+    synthetic_backbone: VGGFeatures, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nst, "MIN_LEVEL_SIDE", 16)
+    monkeypatch.setitem(
+        nst.PRESETS,
+        "tiny",
+        nst.Preset(
+            factor=2.0,
+            iterations=(4, 3),
+            tolerance=0.001,
+            history_size=50,
+            detail_transfer=True,
+            keep_best=True,
+        ),
+    )
+
+    def run() -> nst.NSTResult:
+        options = NSTOptions(size=48, preset="tiny")
+        return stylize(
+            _sample("chelsea.jpg"), [_sample("texture_brick.jpg")], options, backbone=synthetic_backbone
+        )
+
+    first, second = run(), run()
+    assert first.image.tobytes() == second.image.tobytes()
+    assert first.image.size == (48, 32)
+    assert first.iterations == first.evaluations == 7
+    assert first.work == pytest.approx(3 + 4 * (24 * 16) / (48 * 32))
+
+
 def test_cancel_stops_within_one_iteration(synthetic_backbone: VGGFeatures) -> None:
     token = CancelToken()
     calls: list[int] = []

@@ -11,6 +11,9 @@ One cohesive algorithm, in the spirit of crowsonkb/style-transfer-pytorch:
   L-BFGS one iteration at a time (so progress, previews and cancellation act per iteration),
   stops a level early once the loss stops improving, then upsamples and refines at the next
   level. Most iterations therefore run on images a quarter or a sixteenth of the final area.
+  The default preset adds back the photo's own high frequencies when it upsamples (the coarse
+  result has none), keeps a 100-step L-BFGS memory, and ends a level on its lowest-loss iterate
+  (fixed-step L-BFGS is not monotone). Tuning figures: docs/notes/nst-tuning.md.
 * ``preserve_colors``: the style images' colour statistics are first matched to the content
   (mean and covariance), and the result keeps the content's chroma with the stylised luminance
   (the two colour-preserving variants of Gatys et al. 2017, combined).
@@ -91,11 +94,28 @@ class Preset:
     tolerance: float  # stop a level when the loss improved less than this (relative) over `window`
     window: int = 10
     min_iterations: int = 10
+    history_size: int = 20  # L-BFGS memory
+    line_search: str | None = None  # None (fixed step) or "strong_wolfe"
+    detail_transfer: bool = False  # add the photo's own high frequencies when upsampling a level
+    clamp_each_step: bool = True  # False: clamp to [0, 1] only between levels and at the end
+    range_weight: float = 0.0  # penalty on pixel values outside [0, 1] (used without clamping)
+    keep_best: bool = False  # end a level on its lowest-loss iterate if the loss rose at the end
 
 
 PRESETS: dict[str, Preset] = {
     "fast": Preset(factor=2.0, iterations=(60, 25, 10), tolerance=0.02),
-    "balanced": Preset(factor=2.0, iterations=(120, 50, 20), tolerance=0.01),
+    # Tuned against the single-scale 300-step baseline (docs/notes/nst-tuning.md): most of the
+    # budget goes to the final level (that is where the distances are decided), with a long L-BFGS
+    # memory, the photo's detail restored on upsampling, and no early stop before the level budget
+    # unless the loss is flat.
+    "balanced": Preset(
+        factor=2.0,
+        iterations=(60, 20, 35),
+        tolerance=0.001,
+        history_size=100,
+        detail_transfer=True,
+        keep_best=True,
+    ),
     "quality": Preset(factor=math.sqrt(2), iterations=(200, 100, 80, 60, 50), tolerance=0.003),
 }
 
@@ -150,6 +170,8 @@ class NSTResult:
     history: list[dict[str, float]] = field(default_factory=list)
     iterations: int = 0
     seconds: float = 0.0
+    evaluations: int = 0  # objective evaluations (forward + backward passes), all levels
+    work: float = 0.0  # evaluations weighted by pixels, in units of one full-size evaluation
 
 
 def plan_levels(options: NSTOptions, aspect_size: tuple[int, int]) -> list[tuple[int, int]]:
@@ -166,9 +188,10 @@ def plan_levels(options: NSTOptions, aspect_size: tuple[int, int]) -> list[tuple
     if not levels:  # tiny outputs: one level at the final size
         levels = [(options.size, preset.iterations[0])]
     if levels[0][0] != sizes[0]:
-        # Levels below the minimum side were dropped; give their iterations to the first level.
+        # Levels below the minimum side were dropped; give their work to the first level.
         dropped = sum(it for s, it in zip(sizes, preset.iterations, strict=True) if s < MIN_LEVEL_SIDE)
-        levels[0] = (levels[0][0], levels[0][1] + dropped // 2)
+        # A level at half the side costs a quarter as much per iteration.
+        levels[0] = (levels[0][0], levels[0][1] + dropped // 4)
     return levels
 
 
@@ -275,9 +298,11 @@ class _Objective:
         content: torch.Tensor,
         target_grams: dict[str, torch.Tensor],
         options: NSTOptions,
+        range_weight: float = 0.0,
     ) -> None:
         self.backbone = backbone
         self.options = options
+        self.range_weight = range_weight
         self.layers = list(dict.fromkeys([*options.style_layers, options.content_layer]))
         with torch.no_grad():
             self.content_target = backbone(content, [options.content_layer])[options.content_layer]
@@ -292,6 +317,8 @@ class _Objective:
         )
         tv = total_variation(x)
         total = o.content_weight * content + o.strength * o.style_weight * style + o.tv_weight * tv * 1e3
+        if self.range_weight:
+            total = total + self.range_weight * (F.relu(x - 1).square() + F.relu(-x).square()).mean()
         return total, {
             "total": float(total.detach()),
             "content": float(content.detach()),
@@ -346,6 +373,10 @@ def stylize(
     losses: dict[str, float] = {}
     rate: float | None = None  # seconds per (iteration x pixel), measured as we go
     x: torch.Tensor | None = None
+    prev_shape: tuple[int, int] = (0, 0)  # (h, w) of the previous level
+    counter = [0]  # objective evaluations at this level
+    evaluations, work = 0, 0.0
+    final_pixels = _pixels_at(content.size, levels[-1][0])
 
     for level_no, (side, max_iters) in enumerate(levels, start=1):
         check_cancel(cancel)
@@ -353,36 +384,68 @@ def stylize(
         content_t = to_tensor(content_img, dev)
         style_ts = [to_tensor(_fit_long_side(s, side), dev) for s in styles]
         grams = mixed_style_grams(net, style_ts, weights, options.style_layers)
-        objective = _Objective(net, content_t, grams, options)
+        clamp_each_step = (
+            options.fast_dev_run or options.levels is not None or PRESETS[options.preset].clamp_each_step
+        )
+        objective = _Objective(
+            net, content_t, grams, options, 0.0 if clamp_each_step else PRESETS[options.preset].range_weight
+        )
         if x is None:
             noise = torch.randn(content_t.shape, generator=generator).to(dev) * options.init_noise
             x = (content_t + noise).clamp(0, 1)
         else:
-            x = F.interpolate(x, size=content_t.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+            x = F.interpolate(x, size=content_t.shape[-2:], mode="bicubic", align_corners=False)
+            if _detail_transfer(options):
+                # The upsampled result lacks the detail a level up; take the photo's (its own
+                # high-pass: the photo minus its down-and-up-sampled copy).
+                low = F.interpolate(
+                    F.interpolate(content_t, size=prev_shape, mode="bicubic", align_corners=False),
+                    size=content_t.shape[-2:],
+                    mode="bicubic",
+                    align_corners=False,
+                )
+                x = x + (content_t - low)
+            x = x.clamp(0, 1)
+        prev_shape = (content_t.shape[-2], content_t.shape[-1])
         x = x.detach().requires_grad_(True)
         if options.optimizer == "lbfgs":
-            opt: torch.optim.Optimizer = torch.optim.LBFGS([x], lr=1.0, max_iter=1, history_size=20)
+            history_size, line_search = _lbfgs_settings(options)
+            opt: torch.optim.Optimizer = torch.optim.LBFGS(
+                [x], lr=1.0, max_iter=1, history_size=history_size, line_search_fn=line_search
+            )
         else:
             opt = torch.optim.Adam([x], lr=options.adam_lr)
         stage = f"scale {level_no}/{len(levels)} ({content_t.shape[-1]}×{content_t.shape[-2]})"
         pixels = content_t.shape[-1] * content_t.shape[-2]
         level_losses: list[float] = []
+        keep_best = (
+            not (options.fast_dev_run or options.levels is not None) and PRESETS[options.preset].keep_best
+        )
+        best: list = [math.inf, None]
         level_start = time.monotonic()
 
         def closure(
-            objective: _Objective = objective, x: torch.Tensor = x, opt: torch.optim.Optimizer = opt
+            objective: _Objective = objective,
+            x: torch.Tensor = x,
+            opt: torch.optim.Optimizer = opt,
+            keep_best: bool = keep_best,
+            best: list = best,
         ) -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
             loss, parts = objective(x)
             loss.backward()
             closure.parts = parts  # type: ignore[attr-defined]
+            counter[0] += 1
+            if keep_best and parts["total"] < best[0]:
+                best[0], best[1] = parts["total"], x.detach().clone()
             return loss
 
         for it in range(1, max_iters + 1):
             check_cancel(cancel)
             opt.step(closure)
-            with torch.no_grad():
-                x.clamp_(0, 1)
+            if clamp_each_step:
+                with torch.no_grad():
+                    x.clamp_(0, 1)
             losses = dict(closure.parts)  # type: ignore[attr-defined]
             history.append({**losses, "level": float(level_no)})
             level_losses.append(losses["total"])
@@ -404,20 +467,46 @@ def stylize(
             if stop:
                 log.debug("level %d converged after %d iterations", level_no, it)
                 break
+        if keep_best and best[1] is not None and best[0] < closure.parts["total"]:  # type: ignore[attr-defined]
+            with torch.no_grad():
+                x.copy_(best[1])
+        work += counter[0] * pixels / final_pixels
+        evaluations += counter[0]
+        counter[0] = 0
     assert x is not None
-    image = to_image(x)
+    image = to_image(x)  # clamps
     if options.preserve_colors:
         image = keep_chroma(
             image, _fit_long_side(content, image.width if image.width >= image.height else image.height)
         )
     return NSTResult(
-        image=image, losses=losses, history=history, iterations=done, seconds=time.monotonic() - started
+        image=image,
+        losses=losses,
+        history=history,
+        iterations=done,
+        seconds=time.monotonic() - started,
+        evaluations=evaluations,
+        work=work,
     )
 
 
 def _pixels_at(size: tuple[int, int], side: int) -> int:
     scale = side / max(size)
     return max(1, round(size[0] * scale)) * max(1, round(size[1] * scale))
+
+
+def _lbfgs_settings(options: NSTOptions) -> tuple[int, str | None]:
+    """(history size, line search) of the preset; baselines and fast_dev_run keep the plain settings."""
+    if options.fast_dev_run or options.levels is not None:
+        return 20, None
+    preset = PRESETS[options.preset]
+    return preset.history_size, preset.line_search
+
+
+def _detail_transfer(options: NSTOptions) -> bool:
+    return (
+        not (options.fast_dev_run or options.levels is not None) and PRESETS[options.preset].detail_transfer
+    )
 
 
 def _converged(level_losses: list[float], options: NSTOptions) -> bool:
