@@ -2,7 +2,8 @@
 
 Runs on the same photo and style:
   (a) the default preset (coarse-to-fine pyramid, L-BFGS, early stopping),
-  (b) a single-scale 300-step L-BFGS baseline (PyTorch-tutorial style),
+  (b) a single-scale 300-step L-BFGS baseline (PyTorch-tutorial style: torch's default L-BFGS
+      memory of 100, no line search, clamped to [0, 1], returns its last step),
   (c) the seed's pipeline: VGG cut at conv3_1, Adam lr 0.07, early stop after 5 epochs of 30
       steps without improvement, at most 1500 steps,
 and prints wall time, peak RSS, style distance (Gram, relu1_1..relu5_1) and content distance

@@ -79,8 +79,8 @@ def test_default_pyramid_does_most_iterations_on_small_images() -> None:
     assert full_res_equivalent <= 300 / 5  # at most a fifth of a 300-step single-scale run
 
 
-def test_baselines_and_fast_dev_run_keep_plain_lbfgs() -> None:
-    assert nst._lbfgs_settings(NSTOptions(levels=[(64, 10)], early_stop=False)) == (20, None)
+def test_baselines_and_fast_dev_run_keep_plain_lbfgs_without_the_preset_extras() -> None:
+    assert nst._lbfgs_settings(NSTOptions(levels=[(64, 10)], early_stop=False)) == (100, None)
     assert nst._lbfgs_settings(NSTOptions(fast_dev_run=True)) == (20, None)
     assert not nst._detail_transfer(NSTOptions(levels=[(64, 10)]))
     assert nst._detail_transfer(NSTOptions()) and nst._lbfgs_settings(NSTOptions())[0] == 100

@@ -496,9 +496,12 @@ def _pixels_at(size: tuple[int, int], side: int) -> int:
 
 
 def _lbfgs_settings(options: NSTOptions) -> tuple[int, str | None]:
-    """(history size, line search) of the preset; baselines and fast_dev_run keep the plain settings."""
-    if options.fast_dev_run or options.levels is not None:
+    """(history size, line search): the preset's; explicit ``levels`` (the single-scale baseline) get
+    torch's defaults (memory 100, no line search), as in the PyTorch tutorial; fast_dev_run keeps 20."""
+    if options.fast_dev_run:
         return 20, None
+    if options.levels is not None:
+        return 100, None
     preset = PRESETS[options.preset]
     return preset.history_size, preset.line_search
 
