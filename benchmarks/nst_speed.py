@@ -140,6 +140,34 @@ def generator_gflop(net: nn.Module, side: int) -> float:
     return total / 1e9
 
 
+def save_grid(
+    content: Image.Image, style: Image.Image, runs: dict[str, dict], base_s: float, path: Path
+) -> Path:
+    """Photo, style and every run's result in one row, each labelled with its time ratio."""
+    from PIL import ImageDraw
+
+    height = 256
+    label_h = 22
+
+    def tile(img: Image.Image, label: str) -> Image.Image:
+        img = img.resize((max(1, round(img.width * height / img.height)), height), Image.Resampling.LANCZOS)
+        canvas = Image.new("RGB", (img.width, height + label_h), "white")
+        canvas.paste(img, (0, label_h))
+        ImageDraw.Draw(canvas).text((4, 4), label, fill="black")
+        return canvas
+
+    tiles = [tile(content, "photo"), tile(style, "style")]
+    for name, r in runs.items():
+        tiles.append(tile(r["image"], f"{name} {r['seconds']:.0f}s ({base_s / r['seconds']:.1f}x)"))
+    row = Image.new("RGB", (sum(t.width for t in tiles) + 4 * (len(tiles) - 1), height + label_h), "white")
+    x = 0
+    for t in tiles:
+        row.paste(t, (x, 0))
+        x += t.width + 4
+    row.save(path)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -212,6 +240,8 @@ def main() -> None:
             f"{s_dist:10.4f} {c_dist:12.4f}"
         )
     print("(vs (b) = how many times faster than the baseline; results saved as nst_speed_{a,b,c}.png)")
+    grid = save_grid(content, style, runs, base, Path(f"nst_speed_{args.size}.png"))
+    print(f"side by side: {grid}")
     for key in ("a", "b"):
         r = results[key]
         print(
