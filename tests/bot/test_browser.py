@@ -13,23 +13,11 @@ from stylebot.bot.playground import run_playground
 from stylebot.config import get_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
-async def test_web_chat_photo_style_result(synthetic_models_dir, monkeypatch, tmp_path: Path, capsys) -> None:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed; `make test` installs it (scripts/system-deps.sh)")
-    from playwright.async_api import async_playwright
-
+async def test_web_chat_photo_style_result(
+    synthetic_models_dir, chromium, monkeypatch, tmp_path: Path, capsys
+) -> None:
     monkeypatch.setenv("STYLEBOT_MODELS_DIR", str(synthetic_models_dir))
     monkeypatch.setenv("DEFAULT_FAST_DEV_RUN", "1")
     get_settings.cache_clear()
@@ -47,18 +35,15 @@ async def test_web_chat_photo_style_result(synthetic_models_dir, monkeypatch, tm
             if "Playground ready" in capsys.readouterr().out:
                 break
             await asyncio.sleep(0.1)
-        async with async_playwright() as pw:
-            browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = await browser.new_page()
-            await page.goto(f"http://127.0.0.1:{port}/")
-            await page.set_input_files("#file-input", str(photo))
-            monet = page.locator("button[data-callback]", has_text="Monet")
-            await monet.first.click(timeout=20_000)
-            result = page.locator(".row.theirs", has_text="⏱").locator("img")
-            await result.first.wait_for(timeout=60_000)
-            loaded = await result.first.evaluate("img => img.complete && img.naturalWidth > 0")
-            assert loaded
-            await browser.close()
+        page = await chromium.new_page()
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await page.set_input_files("#file-input", str(photo))
+        monet = page.locator("button[data-callback]", has_text="Monet")
+        await monet.first.click(timeout=20_000)
+        result = page.locator(".row.theirs", has_text="⏱").locator("img")
+        await result.first.wait_for(timeout=60_000)
+        loaded = await result.first.evaluate("img => img.complete && img.naturalWidth > 0")
+        assert loaded
     finally:
         stop.set()
         assert await asyncio.wait_for(playground, 30) == 0

@@ -13,30 +13,14 @@ from stylebot.telegram import LocalTelegram
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "webchat.png"
 
 
 @pytest.fixture
-async def page():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (scripts/system-deps.sh)")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as p:
-        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = await browser.new_context(viewport={"width": 760, "height": 900})
-        yield await context.new_page()
-        await browser.close()
+async def page(chromium):
+    context = await chromium.new_context(viewport={"width": 760, "height": 900})
+    yield await context.new_page()
+    await context.close()
 
 
 async def test_web_chat_text_button_and_photo(tg: LocalTelegram, echo_bot, page, tmp_path: Path) -> None:
