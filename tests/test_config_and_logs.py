@@ -8,8 +8,9 @@ import pytest
 
 from stylebot.config import Settings
 from stylebot.logs import REDACTED, RedactingFilter, redact, setup_logging
+from stylebot.telegram import make_token
 
-FAKE_TOKEN = "123456789:AAHfakeTokenForTestsOnly_abcdefghijklmnopq"
+FAKE_TOKEN = make_token(123456789)
 
 
 def test_seed_env_names_still_work(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ from bot_helpers import FAST, FakeJobClient, button, jpeg, reply_to, text_of
 
 from stylebot.bot.app import BotApp, create_bot
 from stylebot.config import get_settings
-from stylebot.telegram import FloodLimit, LocalTelegram, UserClient
+from stylebot.telegram import FloodLimit, LocalTelegram, UserClient, make_token
 
 
 def is_result(m: dict) -> bool:
@@ -123,7 +123,7 @@ async def test_webhook_checks_the_secret(telegram, settings, user) -> None:
 
 
 def test_webhook_path_with_the_token_is_refused(settings, monkeypatch) -> None:
-    token = "123456:ABC-DEF1234ghIkl-zyx57W2v1u123ew11"
+    token = make_token(123456)
     monkeypatch.setenv("STYLEBOT_WEBHOOK_PATH", f"/hook/{token}")
     get_settings.cache_clear()
     app = BotApp(get_settings(), FakeJobClient(), bot=create_bot(token))

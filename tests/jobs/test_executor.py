@@ -16,8 +16,9 @@ from stylebot.jobs.executor import execute_notebook, kernel_env
 from stylebot.jobs.pipeline import JobFailed, run_job
 from stylebot.ml.nst import Cancelled, CancelToken
 from stylebot.storage.local import LocalStorage
+from stylebot.telegram import make_token
 
-FAKE_BOT_TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijklmnop"
+FAKE_BOT_TOKEN = make_token(123456789)
 FAKE_AWS_SECRET = "fakeAwsSecretKey/ForTests+0123456789abcdefXYZ"
 FAKE_AWS_KEY_ID = "AKIAFAKEKEYFORTESTS01"
 FAKE_ML_TOKEN = "ml-server-token-for-tests-0123456789"

@@ -19,21 +19,21 @@ aiogram connects with ``TelegramAPIServer.from_base(base_url)`` and python-teleg
         tg.reset()
 
 ``LocalTelegram(tokens=[...])`` accepts only those tokens; by default any well-formed token is
-accepted and ``tg.token`` (Telegram's documentation example token) is the bot the web chat and
+accepted and ``tg.token`` (a fresh random token, see ``make_token``) is the bot the web chat and
 ``UserClient`` talk to. ``flood_limit=FloodLimit(per_second, burst)`` turns on 429 per chat.
 """
 
 from stylebot.telegram.client import UserClient, UserClientError
 from stylebot.telegram.errors import ApiError
-from stylebot.telegram.server import DEFAULT_TOKEN, LocalTelegram, telegram_main
+from stylebot.telegram.server import LocalTelegram, make_token, telegram_main
 from stylebot.telegram.state import FloodLimit
 
 __all__ = [
-    "DEFAULT_TOKEN",
     "ApiError",
     "FloodLimit",
     "LocalTelegram",
     "UserClient",
     "UserClientError",
+    "make_token",
     "telegram_main",
 ]

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import re
+import secrets
 import shutil
 import tempfile
 import threading
@@ -30,10 +31,17 @@ from stylebot.telegram.userapi import UserApi
 
 log = logging.getLogger(__name__)
 
-# The example token from Telegram's own documentation: well-formed, and obviously not a secret.
-DEFAULT_TOKEN = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+DEFAULT_BOT_ID = 110201543
 TOKEN_RE = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{1,100}$")
 STATIC_DIR = Path(__file__).parent / "static"
+
+
+def make_token(bot_id: int = DEFAULT_BOT_ID) -> str:
+    """A fresh, well-formed token for a local bot: ``<bot id>:<35 random URL-safe characters>``.
+
+    Generated, never written down, so nothing token-shaped sits in the source or in a log template.
+    """
+    return f"{bot_id}:{secrets.token_urlsafe(26)}"
 
 
 def _dumps(obj: Any) -> str:
@@ -43,14 +51,13 @@ def _dumps(obj: Any) -> str:
 class TelegramApp:
     """The routes; state lives in :class:`World`."""
 
-    def __init__(self, world: World, tokens: Sequence[str] | None) -> None:
+    def __init__(self, world: World, tokens: Sequence[str] | None, default_token: str) -> None:
         self.world = world
         self.restricted = set(tokens) if tokens else None
         self.api = BotApi(world)
-        first = tokens[0] if tokens else DEFAULT_TOKEN
-        for token in [first, *(tokens or [])]:
+        for token in [default_token, *(tokens or [])]:
             world.bot_for_token(token)
-        self.default_bot = world.bot_for_token(first)
+        self.default_bot = world.bot_for_token(default_token)
         self.users = UserApi(world, self.api, self.default_bot)
 
     def build(self) -> web.Application:
@@ -141,7 +148,7 @@ async def _read_params(request: web.Request) -> Params:
 class LocalTelegram:
     """A local Telegram on 127.0.0.1: Bot API at ``base_url``, user API and web chat beside it.
 
-    ``token`` is the default bot's token (the first of ``tokens``, else :data:`DEFAULT_TOKEN`); when
+    ``token`` is the default bot's token (the first of ``tokens``, else a fresh :func:`make_token`); when
     ``tokens`` is given only those are accepted, otherwise any well-formed token is.
     """
 
@@ -157,12 +164,12 @@ class LocalTelegram:
         self.host = host
         self.port = port
         self.tokens = list(tokens) if tokens else None
-        self.token = self.tokens[0] if self.tokens else DEFAULT_TOKEN
+        self.token = self.tokens[0] if self.tokens else make_token()
         self.flood_limit = flood_limit
         self._own_files_dir = files_dir is None
         self.files_dir = files_dir or Path(tempfile.mkdtemp(prefix="local-telegram-"))
         self.world = World(self.files_dir, flood_limit=flood_limit)
-        self.app = TelegramApp(self.world, self.tokens)
+        self.app = TelegramApp(self.world, self.tokens, self.token)
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
