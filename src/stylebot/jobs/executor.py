@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stylebot.jobs import notebook_support as nb
-from stylebot.jobs.pipeline import ComputeConfig, JobFailed, JobOutcome, JobProgress, fetch_inputs
+from stylebot.jobs.pipeline import (
+    ComputeConfig,
+    JobFailed,
+    JobOutcome,
+    JobProgress,
+    fetch_inputs,
+    store_result_bytes,
+)
 from stylebot.jobs.spec import JobSpec
 from stylebot.storage.base import StorageError
 
@@ -212,13 +219,7 @@ async def run_papermill(
             raise JobFailed("internal", "Something went wrong while styling the image.")
         result = _read_json(work / nb.RESULT_JSON) or {}
         data = (work / nb.RESULT_FILE).read_bytes()
-    try:
-        key = await storage.put(data, scope=spec.owner, name="result.jpg", content_type="image/jpeg")
-    except StorageError as exc:
-        log.warning("job %s: could not store the result: %s", spec.job_id, exc)
-        raise JobFailed(
-            "storage_unavailable", "The result could not be saved right now; please try again later."
-        ) from exc
+    key = await store_result_bytes(spec, storage, data)
     return JobOutcome(result_key=key, losses=result.get("losses"), seconds=time.monotonic() - started)
 
 

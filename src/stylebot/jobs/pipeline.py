@@ -249,6 +249,11 @@ def cyclegan_size(spec: JobSpec, config: ComputeConfig) -> int:
 # --- the job --------------------------------------------------------------------------------------
 async def store_result(spec: JobSpec, storage: Storage, image: Image.Image) -> str:
     data = await asyncio.to_thread(encode_image, image, "JPEG", quality=95)
+    return await store_result_bytes(spec, storage, data)
+
+
+async def store_result_bytes(spec: JobSpec, storage: Storage, data: bytes) -> str:
+    """Store an encoded JPEG result; a storage failure becomes a user-safe ``storage_unavailable``."""
     try:
         return await storage.put(data, scope=spec.owner, name=RESULT_NAME, content_type="image/jpeg")
     except StorageError as exc:

@@ -219,6 +219,13 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     Path(f.name).replace(path)
 
 
+def _copy_atomic(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(src, tmp)
+    tmp.replace(dest)
+
+
 def _save_safetensors_atomic(state: dict[str, torch.Tensor], path: Path) -> None:
     from safetensors.torch import save_file
 
@@ -480,18 +487,10 @@ def import_weights(name: str, path: Path, *, models_dir: Path | None = None) -> 
     suffix = path.suffix.lower()
     if name in CYCLEGAN_MODELS:
         _check_cyclegan_file(name, path)
-        dest = model_path(name, root)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        shutil.copyfile(path, tmp)
-        tmp.replace(dest)
+        _copy_atomic(path, model_path(name, root))
     elif suffix == ".safetensors":
         load_backbone_file(name, path)
-        dest = model_path(name, root)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.tmp")
-        shutil.copyfile(path, tmp)
-        tmp.replace(dest)
+        _copy_atomic(path, model_path(name, root))
     elif name == "vgg19":
         _install_vgg19_from_pth(path, root)
     elif suffix == ".whl":
