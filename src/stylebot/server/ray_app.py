@@ -30,7 +30,7 @@ from stylebot.jobs.spec import JobClientError, JobError, JobKind, JobSpec, JobSt
 from stylebot.jobs.store import JobRecord, JobStore
 from stylebot.server.app import create_app
 from stylebot.server.metrics import ServiceMetrics
-from stylebot.server.service import CANCEL_WAIT_S, JobFrontend, is_job_failed, owner_scope
+from stylebot.server.service import CANCEL_WAIT_S, JobFrontend, is_job_failed
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class NSTWorker(_RecordedJobs):
             return {}
         loop, loop_thread = asyncio.get_running_loop(), threading.get_ident()
         last_saved = 0.0
-        preview_key = self.storage.new_key(scope=owner_scope(spec.owner), name="preview.jpg")
+        preview_key = self.storage.new_key(scope=spec.owner, name="preview.jpg")
 
         write_lock, stopped = asyncio.Lock(), False
 

@@ -25,7 +25,16 @@ from typing import Any, Protocol
 
 from stylebot.config import Settings
 from stylebot.imaging import ImageError, encode_image, load_image
-from stylebot.jobs.spec import JobClientError, JobError, JobKind, JobSpec, JobState, JobStatus, StyleInfo
+from stylebot.jobs.spec import (
+    OWNER_PATTERN,
+    JobClientError,
+    JobError,
+    JobKind,
+    JobSpec,
+    JobState,
+    JobStatus,
+    StyleInfo,
+)
 from stylebot.jobs.store import JobRecord, JobStore
 from stylebot.server.metrics import ServiceMetrics
 from stylebot.storage.base import InvalidKeyError, KeyNotFoundError, Storage
@@ -41,19 +50,10 @@ CANCEL_WAIT_S = 10.0
 PERSIST_EVERY_S = 5.0
 # Finished statuses kept in memory for fast polling; older ones are read back from the store.
 FINISHED_CACHE = 1000
-_SCOPE_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-
-
-def owner_scope(owner: str) -> str:
-    """A storage scope from an owner like ``chat:123`` (``chat-123``)."""
-    return _SCOPE_UNSAFE.sub("-", owner).strip("-")[:48] or "anon"
-
-
-def safe_input_name(name: str) -> str:
-    """The caller's file name reduced to a harmless stem; inputs are always stored as JPEG."""
-    stem = name.rsplit("/", 1)[-1].rsplit("\\", 1)[-1].rsplit(".", 1)[0]
-    return (_NAME_UNSAFE.sub("-", stem).strip("-")[:40] or "input") + ".jpg"
+def input_name(name: str) -> str:
+    """Inputs are stored re-encoded as JPEG, so their name says so (the storage sanitises the rest)."""
+    stem = name.rpartition(".")[0] if "." in name.rsplit("/", 1)[-1] else name
+    return f"{stem or 'input'}.jpg"
 
 
 def is_job_failed(exc: BaseException) -> bool:
@@ -134,7 +134,7 @@ class JobFrontend:
     # --- inputs --------------------------------------------------------------------------------
     async def upload_input(self, data: bytes, *, owner: str, name: str) -> str:
         """Validate an image with ``imaging`` and store it re-encoded (no EXIF, no surprises)."""
-        if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", owner):
+        if not OWNER_PATTERN.fullmatch(owner):
             raise JobClientError("invalid", "owner must be 1-64 characters of [A-Za-z0-9_.:-]", field="owner")
         try:
             img = await asyncio.to_thread(
@@ -145,7 +145,7 @@ class JobFrontend:
         except ImageError as exc:
             raise JobClientError(exc.code, str(exc), field="file") from exc
         return await self.storage.put(
-            encoded, scope=owner_scope(owner), name=safe_input_name(name), content_type="image/jpeg"
+            encoded, scope=owner, name=input_name(name), content_type="image/jpeg"
         )
 
     # --- admission -----------------------------------------------------------------------------
@@ -495,7 +495,7 @@ class JobService(JobFrontend):
         while job.preview_bytes is not None:
             data, job.preview_bytes = job.preview_bytes, None
             key = job.status.preview_key or self.storage.new_key(
-                scope=owner_scope(job.spec.owner), name="preview.jpg"
+                scope=job.spec.owner, name="preview.jpg"
             )
             try:
                 await self.storage.put_at(key, data, content_type="image/jpeg")
