@@ -16,7 +16,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ from typing import Any, Protocol
 from stylebot.config import Settings
 from stylebot.imaging import ImageError, encode_image, load_image
 from stylebot.jobs.spec import (
+    JOB_ID_PATTERN,
     OWNER_PATTERN,
     JobClientError,
     JobError,
@@ -184,7 +184,7 @@ class JobFrontend:
 
     # --- reads ---------------------------------------------------------------------------------
     async def _record(self, job_id: str) -> JobRecord:
-        record = await self.store.load(job_id) if re.fullmatch(r"[0-9a-f]{32}", job_id) else None
+        record = await self.store.load(job_id) if JOB_ID_PATTERN.fullmatch(job_id) else None
         if record is None:
             raise JobClientError("not_found", "There is no such job.")
         return record
