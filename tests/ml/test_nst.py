@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from stylebot.assets import sample_path
@@ -82,16 +83,19 @@ def test_default_pyramid_does_most_iterations_on_small_images() -> None:
 def test_baselines_and_fast_dev_run_keep_plain_lbfgs_without_the_preset_extras() -> None:
     assert nst._lbfgs_settings(NSTOptions(levels=[(64, 10)], early_stop=False)) == (100, None)
     assert nst._lbfgs_settings(NSTOptions(fast_dev_run=True)) == (20, None)
-    assert not nst._detail_transfer(NSTOptions(levels=[(64, 10)]))
-    assert nst._detail_transfer(NSTOptions()) and nst._lbfgs_settings(NSTOptions())[0] == 100
+    for plain in (NSTOptions(levels=[(64, 10)]), NSTOptions(fast_dev_run=True)):
+        extras = nst._extras(plain)
+        assert not (extras.detail_transfer or extras.keep_best or extras.shift_layers or extras.init_colors)
+        assert extras.parameterization == "pixels"
+    assert nst._extras(NSTOptions()).detail_transfer and nst._lbfgs_settings(NSTOptions())[0] == 100
 
 
 def test_dropped_levels_hand_on_their_work_not_their_iterations() -> None:
     # 128 px: the 32-px level is dropped; its 60 iterations cost 15 at 64 px.
-    assert nst.plan_levels(NSTOptions(size=128), (640, 480)) == [(64, 20 + 15), (128, 35)]
+    assert nst.plan_levels(NSTOptions(size=128), (640, 480)) == [(64, 30 + 15), (128, 40)]
 
 
-def test_pyramid_with_detail_transfer_and_keep_best_is_deterministic_and_counts_work(
+def test_pyramid_with_all_extras_is_deterministic_and_counts_work(
     synthetic_backbone: VGGFeatures, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(nst, "MIN_LEVEL_SIDE", 16)
@@ -105,6 +109,10 @@ def test_pyramid_with_detail_transfer_and_keep_best_is_deterministic_and_counts_
             history_size=50,
             detail_transfer=True,
             keep_best=True,
+            parameterization="laplacian",
+            bands=3,
+            init_colors=0.5,
+            shift_layers=True,
         ),
     )
 
@@ -242,3 +250,35 @@ def test_real_vgg16_moves_gram_statistics_toward_the_style(real_backbone: VGGFea
     before = _style_gap(real_backbone, nst._fit_long_side(content, 64), style)
     after = _style_gap(real_backbone, result.image, style)
     assert after < 0.7 * before, (before, after)
+
+
+def test_laplacian_parameterisation_is_exact_and_projects_into_range() -> None:
+    x = torch.rand(1, 3, 70, 100, generator=torch.Generator().manual_seed(1)) * 1.4 - 0.2
+    pyramid = nst._LaplacianPyramid(x, bands=4, band_scale=0.5)
+    assert [tuple(p.shape[-2:]) for p in pyramid.params] == [(70, 100), (35, 50), (18, 25), (9, 13)]
+    assert torch.allclose(pyramid.image(), x, atol=1e-5)
+    pyramid.project()
+    assert torch.allclose(pyramid.image(), x.clamp(0, 1), atol=1e-5)
+    # A smooth change of the image reaches the coarse band with a gradient ~4x per octave larger
+    # than the finest band's per pixel: the preconditioning that L-BFGS benefits from.
+    (pyramid.image().sum()).backward()
+    assert pyramid.params[2].grad.abs().mean() > 3 * pyramid.params[0].grad.abs().mean()
+
+
+def test_coarse_levels_use_the_final_loss_an_octave_down(synthetic_backbone: VGGFeatures) -> None:
+    one = nst._shifted_layers(NSTOptions(), 1, synthetic_backbone)
+    assert one.content_layer == "relu3_2"
+    assert one.style_layers == ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+    two = nst._shifted_layers(NSTOptions(), 2, synthetic_backbone)
+    assert two.content_layer == "relu2_2" and two.style_layers == ("relu1_1", "relu2_1", "relu3_1")
+
+
+def test_color_stats_mix_styles_by_weight() -> None:
+    red = Image.new("RGB", (4, 4), (255, 0, 0))
+    blue = Image.new("RGB", (4, 4), (0, 0, 255))
+    mean, cov = nst.color_stats([red, blue], [3.0, 1.0])
+    assert mean == pytest.approx([0.75, 0.0, 0.25])
+    assert cov[0, 0] == pytest.approx(0.75 * 0.25) and cov[0, 2] == pytest.approx(-0.75 * 0.25)
+    grey = Image.new("RGB", (8, 8), (128, 128, 128))
+    recoloured = np.asarray(nst.recolor(grey, mean, cov), dtype=float) / 255
+    assert recoloured.reshape(-1, 3).mean(0) == pytest.approx(mean, abs=0.01)

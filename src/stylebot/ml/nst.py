@@ -7,13 +7,17 @@ One cohesive algorithm, in the spirit of crowsonkb/style-transfer-pytorch:
   to its target's magnitude so that no layer dominates; several styles mix into one target Gram
   by their weights (for a squared error this is the same optimum as a weighted sum of losses);
   a small total-variation term against pixel noise.
-* optimisation starts from the content image at the coarsest level of an image pyramid, runs
-  L-BFGS one iteration at a time (so progress, previews and cancellation act per iteration),
-  stops a level early once the loss stops improving, then upsamples and refines at the next
-  level. Most iterations therefore run on images a quarter or a sixteenth of the final area.
-  The default preset adds back the photo's own high frequencies when it upsamples (the coarse
-  result has none), keeps a 100-step L-BFGS memory, and ends a level on its lowest-loss iterate
-  (fixed-step L-BFGS is not monotone). Tuning figures: docs/notes/nst-tuning.md.
+* optimisation starts from the content image (in the default preset, half recoloured to the
+  styles' palette) at the coarsest level of an image pyramid, runs L-BFGS one iteration at a time
+  (so progress, previews and cancellation act per iteration), stops a level early once the loss
+  stops improving, then upsamples and refines at the next level, so most iterations run on images
+  a quarter or a sixteenth of the final area. The default preset also: lets L-BFGS see the image
+  as a Laplacian pyramid (the same objective, better conditioned: broad corrections take as few
+  steps as fine ones); has the coarse levels optimise the final level's loss an octave down (each
+  VGG layer replaced by the one a pooling stage earlier, so coarse levels build what the final
+  layers ask for, not structure twice that size); adds back the photo's own high frequencies on
+  upsampling; keeps a 100-step L-BFGS memory; ends a level on its lowest-loss iterate (fixed-step
+  L-BFGS is not monotone). Tuning figures: docs/notes/nst-tuning.md.
 * ``preserve_colors``: the style images' colour statistics are first matched to the content
   (mean and covariance), and the result keeps the content's chroma with the stylised luminance
   (the two colour-preserving variants of Gatys et al. 2017, combined).
@@ -21,6 +25,7 @@ One cohesive algorithm, in the spirit of crowsonkb/style-transfer-pytorch:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import threading
@@ -100,24 +105,39 @@ class Preset:
     clamp_each_step: bool = True  # False: clamp to [0, 1] only between levels and at the end
     range_weight: float = 0.0  # penalty on pixel values outside [0, 1] (used without clamping)
     keep_best: bool = False  # end a level on its lowest-loss iterate if the loss rose at the end
+    # Image parameterisation the optimiser sees: "pixels", or "laplacian" (a Laplacian pyramid of
+    # ``bands`` bands, band k scaled by ``band_scale ** k``: a better-conditioned problem for L-BFGS,
+    # coarse structure moves as readily as fine detail).
+    parameterization: str = "pixels"
+    init_colors: float = 0.0  # start from the photo recoloured this far toward the styles' colours
+    # Coarse levels optimise the final level's loss as seen an octave (or two) down: each VGG layer
+    # replaced by the one a pooling stage earlier (relu4_2 -> relu3_2), so what they build is what
+    # the final level's layers ask for, instead of structure twice the size.
+    shift_layers: bool = False
+    bands: int = 4
+    band_scale: float = 0.5
 
 
 PRESETS: dict[str, Preset] = {
     "fast": Preset(factor=2.0, iterations=(60, 25, 10), tolerance=0.02),
-    # Tuned against the single-scale 300-step baseline (docs/notes/nst-tuning.md): most of the
-    # budget goes to the final level (that is where the distances are decided), with a long L-BFGS
-    # memory, the photo's detail restored on upsampling, and no early stop before the level budget
-    # unless the loss is flat.
+    # Tuned against the single-scale 300-step baseline (docs/notes/nst-tuning.md): a Laplacian-
+    # pyramid parameterisation, a start from the photo half recoloured to the styles' palette,
+    # coarse levels that optimise the final level's loss an octave down, the photo's detail
+    # restored on upsampling, a long L-BFGS memory, most of the budget at the final level.
     "balanced": Preset(
         factor=2.0,
-        iterations=(60, 20, 35),
+        iterations=(60, 30, 40),
         tolerance=0.001,
         history_size=100,
         detail_transfer=True,
         keep_best=True,
+        parameterization="laplacian",
+        init_colors=0.5,
+        shift_layers=True,
     ),
     "quality": Preset(factor=math.sqrt(2), iterations=(200, 100, 80, 60, 50), tolerance=0.003),
 }
+PLAIN = Preset(factor=2.0, iterations=(1,), tolerance=0.0)  # no extras: plain Gatys
 
 
 @dataclass
@@ -212,23 +232,36 @@ def to_image(t: torch.Tensor) -> Image.Image:
     return Image.fromarray((arr * 255.0 + 0.5).astype(np.uint8))
 
 
-def match_color(source: Image.Image, target: Image.Image) -> Image.Image:
-    """Recolour ``source`` so its RGB mean and covariance match ``target`` (Gatys et al. 2017)."""
+def color_stats(images: Sequence[Image.Image], weights: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """RGB mean and covariance (in [0, 1]) of the images' pixels, mixed by ``weights``."""
+    total = float(sum(weights))
+    mean, second = np.zeros(3), np.zeros((3, 3))
+    for img, w in zip(images, weights, strict=True):
+        px = np.asarray(img, dtype=np.float64).reshape(-1, 3) / 255.0
+        mean += w / total * px.mean(0)
+        second += w / total * (px.T @ px) / len(px)
+    return mean, second - np.outer(mean, mean)
+
+
+def recolor(source: Image.Image, mean: np.ndarray, cov: np.ndarray) -> Image.Image:
+    """Recolour ``source`` to the RGB ``mean`` and ``cov``ariance given (Gatys et al. 2017)."""
     src = np.asarray(source, dtype=np.float64).reshape(-1, 3) / 255.0
-    tgt = np.asarray(target, dtype=np.float64).reshape(-1, 3) / 255.0
-    mu_s, mu_t = src.mean(0), tgt.mean(0)
-    cov_s = np.cov(src, rowvar=False) + np.eye(3) * 1e-5
-    cov_t = np.cov(tgt, rowvar=False) + np.eye(3) * 1e-5
+    mu_s, cov_s = color_stats([source], [1.0])
 
     def sqrtm(m: np.ndarray, inverse: bool = False) -> np.ndarray:
-        vals, vecs = np.linalg.eigh(m)
+        vals, vecs = np.linalg.eigh(m + np.eye(3) * 1e-5)
         vals = np.clip(vals, 1e-8, None) ** (-0.5 if inverse else 0.5)
         return (vecs * vals) @ vecs.T
 
-    transform = sqrtm(cov_t) @ sqrtm(cov_s, inverse=True)
-    out = (src - mu_s) @ transform.T + mu_t
+    transform = sqrtm(cov) @ sqrtm(cov_s, inverse=True)
+    out = (src - mu_s) @ transform.T + mean
     arr = np.clip(out.reshape(np.asarray(source).shape) * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return Image.fromarray(arr)
+
+
+def match_color(source: Image.Image, target: Image.Image) -> Image.Image:
+    """Recolour ``source`` so its RGB mean and covariance match ``target``'s."""
+    return recolor(source, *color_stats([target], [1.0]))
 
 
 def keep_chroma(stylised: Image.Image, content: Image.Image) -> Image.Image:
@@ -327,6 +360,77 @@ class _Objective:
         }
 
 
+# --- image parameterisations ----------------------------------------------------------------------
+class _Pixels:
+    """The image itself is the parameter."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x = x.detach().clone().requires_grad_(True)
+        self.params = [self.x]
+
+    def image(self) -> torch.Tensor:
+        return self.x
+
+    @torch.no_grad()
+    def project(self) -> None:
+        self.x.clamp_(0, 1)
+
+    @torch.no_grad()
+    def assign(self, x: torch.Tensor) -> None:
+        self.x.copy_(x)
+
+
+class _LaplacianPyramid:
+    """The image as a sum of upsampled bands, finest first: x = z0 + up(c·z1 + up(c²·z2 + ...)).
+
+    A linear change of variables, so the objective and its minimum are unchanged; what changes is
+    the geometry L-BFGS works in: a gradient that is smooth over a 2^k-pixel block adds up in
+    band k, so broad corrections take as few steps as fine ones.
+    """
+
+    def __init__(self, x: torch.Tensor, bands: int, band_scale: float) -> None:
+        x = x.detach()
+        self.sizes = [tuple(x.shape[-2:])]
+        while len(self.sizes) < bands and min(self.sizes[-1]) >= 16:
+            h, w = self.sizes[-1]
+            self.sizes.append(((h + 1) // 2, (w + 1) // 2))
+        self.scales = [band_scale**k for k in range(len(self.sizes))]
+        self.params = [torch.zeros(x.shape[:2] + size, dtype=x.dtype, device=x.device) for size in self.sizes]
+        for p in self.params:
+            p.requires_grad_(True)
+        self.assign(x)
+
+    @staticmethod
+    def _up(t: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+        return F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+
+    def image(self) -> torch.Tensor:
+        x = self.params[-1] * self.scales[-1]
+        for k in range(len(self.params) - 2, -1, -1):
+            x = self.params[k] * self.scales[k] + self._up(x, self.sizes[k])
+        return x
+
+    @torch.no_grad()
+    def assign(self, x: torch.Tensor) -> None:
+        gaussians = [x]
+        for size in self.sizes[1:]:
+            gaussians.append(F.interpolate(gaussians[-1], size=size, mode="area"))
+        self.params[-1].copy_(gaussians[-1] / self.scales[-1])
+        for k in range(len(self.sizes) - 1):
+            self.params[k].copy_((gaussians[k] - self._up(gaussians[k + 1], self.sizes[k])) / self.scales[k])
+
+    @torch.no_grad()
+    def project(self) -> None:
+        x = self.image()
+        self.params[0].add_((x.clamp(0, 1) - x) / self.scales[0])
+
+
+def _parameterize(x: torch.Tensor, preset: Preset) -> _Pixels | _LaplacianPyramid:
+    if preset.parameterization == "laplacian":
+        return _LaplacianPyramid(x, preset.bands, preset.band_scale)
+    return _Pixels(x)
+
+
 # --- the run --------------------------------------------------------------------------------------
 def _resolve_backbone(backbone: VGGFeatures | str | None, device: torch.device | str | None) -> VGGFeatures:
     from stylebot.ml.backbones import VGGFeatures
@@ -373,7 +477,8 @@ def stylize(
     losses: dict[str, float] = {}
     rate: float | None = None  # seconds per (iteration x pixel), measured as we go
     x: torch.Tensor | None = None
-    prev_shape: tuple[int, int] = (0, 0)  # (h, w) of the previous level
+    prev_content: torch.Tensor | None = None  # the previous level's photo
+    extras = _extras(options)
     counter = [0]  # objective evaluations at this level
     evaluations, work = 0, 0.0
     final_pixels = _pixels_at(content.size, levels[-1][0])
@@ -383,55 +488,56 @@ def stylize(
         content_img = _fit_long_side(content, side)
         content_t = to_tensor(content_img, dev)
         style_ts = [to_tensor(_fit_long_side(s, side), dev) for s in styles]
-        grams = mixed_style_grams(net, style_ts, weights, options.style_layers)
-        clamp_each_step = (
-            options.fast_dev_run or options.levels is not None or PRESETS[options.preset].clamp_each_step
-        )
+        level_options = options
+        if level_no < len(levels) and extras.shift_layers:
+            level_options = _shifted_layers(options, round(math.log2(levels[-1][0] / side)), net)
+        grams = mixed_style_grams(net, style_ts, weights, level_options.style_layers)
         objective = _Objective(
-            net, content_t, grams, options, 0.0 if clamp_each_step else PRESETS[options.preset].range_weight
+            net, content_t, grams, level_options, 0.0 if extras.clamp_each_step else extras.range_weight
         )
         if x is None:
             noise = torch.randn(content_t.shape, generator=generator).to(dev) * options.init_noise
-            x = (content_t + noise).clamp(0, 1)
+            start = content_t
+            if extras.init_colors:
+                recoloured = to_tensor(recolor(content_img, *color_stats(styles, weights)), dev)
+                start = torch.lerp(content_t, recoloured, extras.init_colors)
+            x = (start + noise).clamp(0, 1)
         else:
             x = F.interpolate(x, size=content_t.shape[-2:], mode="bicubic", align_corners=False)
-            if _detail_transfer(options):
-                # The upsampled result lacks the detail a level up; take the photo's (its own
-                # high-pass: the photo minus its down-and-up-sampled copy).
+            if extras.detail_transfer:
+                # The upsampled result lacks the detail a level up; take the photo's: the photo
+                # minus the previous level's photo, upsampled alike. (The sum is the photo plus
+                # exactly the change the coarser levels made, upsampled.)
                 low = F.interpolate(
-                    F.interpolate(content_t, size=prev_shape, mode="bicubic", align_corners=False),
-                    size=content_t.shape[-2:],
-                    mode="bicubic",
-                    align_corners=False,
+                    prev_content, size=content_t.shape[-2:], mode="bicubic", align_corners=False
                 )
                 x = x + (content_t - low)
             x = x.clamp(0, 1)
-        prev_shape = (content_t.shape[-2], content_t.shape[-1])
-        x = x.detach().requires_grad_(True)
+        prev_content = content_t
+        image = _parameterize(x, extras)
         if options.optimizer == "lbfgs":
             history_size, line_search = _lbfgs_settings(options)
             opt: torch.optim.Optimizer = torch.optim.LBFGS(
-                [x], lr=1.0, max_iter=1, history_size=history_size, line_search_fn=line_search
+                image.params, lr=1.0, max_iter=1, history_size=history_size, line_search_fn=line_search
             )
         else:
-            opt = torch.optim.Adam([x], lr=options.adam_lr)
+            opt = torch.optim.Adam(image.params, lr=options.adam_lr)
         stage = f"scale {level_no}/{len(levels)} ({content_t.shape[-1]}×{content_t.shape[-2]})"
         pixels = content_t.shape[-1] * content_t.shape[-2]
         level_losses: list[float] = []
-        keep_best = (
-            not (options.fast_dev_run or options.levels is not None) and PRESETS[options.preset].keep_best
-        )
+        keep_best = extras.keep_best
         best: list = [math.inf, None]
         level_start = time.monotonic()
 
         def closure(
             objective: _Objective = objective,
-            x: torch.Tensor = x,
+            image: _Pixels | _LaplacianPyramid = image,
             opt: torch.optim.Optimizer = opt,
             keep_best: bool = keep_best,
             best: list = best,
         ) -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
+            x = image.image()
             loss, parts = objective(x)
             loss.backward()
             closure.parts = parts  # type: ignore[attr-defined]
@@ -443,9 +549,8 @@ def stylize(
         for it in range(1, max_iters + 1):
             check_cancel(cancel)
             opt.step(closure)
-            if clamp_each_step:
-                with torch.no_grad():
-                    x.clamp_(0, 1)
+            if extras.clamp_each_step:
+                image.project()
             losses = dict(closure.parts)  # type: ignore[attr-defined]
             history.append({**losses, "level": float(level_no)})
             level_losses.append(losses["total"])
@@ -460,7 +565,7 @@ def stylize(
                 )
                 preview = None
                 if options.preview_every and (done % options.preview_every == 0):
-                    preview = to_image(x)
+                    preview = to_image(image.image())
                 on_progress(
                     NSTProgress(done, total, losses, stage, rate * remaining if rate else None, preview)
                 )
@@ -468,8 +573,9 @@ def stylize(
                 log.debug("level %d converged after %d iterations", level_no, it)
                 break
         if keep_best and best[1] is not None and best[0] < closure.parts["total"]:  # type: ignore[attr-defined]
-            with torch.no_grad():
-                x.copy_(best[1])
+            image.assign(best[1])
+        with torch.no_grad():
+            x = image.image().detach()
         work += counter[0] * pixels / final_pixels
         evaluations += counter[0]
         counter[0] = 0
@@ -506,10 +612,25 @@ def _lbfgs_settings(options: NSTOptions) -> tuple[int, str | None]:
     return preset.history_size, preset.line_search
 
 
-def _detail_transfer(options: NSTOptions) -> bool:
-    return (
-        not (options.fast_dev_run or options.levels is not None) and PRESETS[options.preset].detail_transfer
-    )
+def _shifted_layers(options: NSTOptions, octaves: int, net: VGGFeatures) -> NSTOptions:
+    """The same loss an octave down: each layer replaced by the one a pooling stage earlier."""
+
+    def shift(name: str) -> str | None:
+        block, conv = name.removeprefix("relu").split("_")
+        shifted = f"relu{int(block) - octaves}_{conv}"
+        return shifted if int(block) - octaves >= 1 and shifted in net.layer_index else None
+
+    style = tuple(dict.fromkeys(n for n in map(shift, options.style_layers) if n))
+    content = shift(options.content_layer) or options.content_layer
+    return dataclasses.replace(options, style_layers=style or options.style_layers, content_layer=content)
+
+
+def _extras(options: NSTOptions) -> Preset:
+    """The preset whose extras (parameterisation, colour start, detail transfer, keep-best, layer
+    shift) apply: none for fast_dev_run and for explicit ``levels`` (the baselines run plain Gatys)."""
+    if options.fast_dev_run or options.levels is not None:
+        return PLAIN
+    return PRESETS[options.preset]
 
 
 def _converged(level_losses: list[float], options: NSTOptions) -> bool:
