@@ -109,13 +109,13 @@ class Preset:
     # ``bands`` bands, band k scaled by ``band_scale ** k``: a better-conditioned problem for L-BFGS,
     # coarse structure moves as readily as fine detail).
     parameterization: str = "pixels"
+    bands: int = 4
+    band_scale: float = 0.5
     init_colors: float = 0.0  # start from the photo recoloured this far toward the styles' colours
     # Coarse levels optimise the final level's loss as seen an octave (or two) down: each VGG layer
     # replaced by the one a pooling stage earlier (relu4_2 -> relu3_2), so what they build is what
     # the final level's layers ask for, instead of structure twice the size.
     shift_layers: bool = False
-    bands: int = 4
-    band_scale: float = 0.5
 
 
 PRESETS: dict[str, Preset] = {
@@ -525,7 +525,6 @@ def stylize(
         stage = f"scale {level_no}/{len(levels)} ({content_t.shape[-1]}×{content_t.shape[-2]})"
         pixels = content_t.shape[-1] * content_t.shape[-2]
         level_losses: list[float] = []
-        keep_best = extras.keep_best
         best: list = [math.inf, None]
         level_start = time.monotonic()
 
@@ -533,7 +532,7 @@ def stylize(
             objective: _Objective = objective,
             image: _Pixels | _LaplacianPyramid = image,
             opt: torch.optim.Optimizer = opt,
-            keep_best: bool = keep_best,
+            keep_best: bool = extras.keep_best,
             best: list = best,
         ) -> torch.Tensor:
             opt.zero_grad(set_to_none=True)
@@ -572,7 +571,7 @@ def stylize(
             if stop:
                 log.debug("level %d converged after %d iterations", level_no, it)
                 break
-        if keep_best and best[1] is not None and best[0] < closure.parts["total"]:  # type: ignore[attr-defined]
+        if extras.keep_best and best[1] is not None and best[0] < closure.parts["total"]:  # type: ignore[attr-defined]
             image.assign(best[1])
         with torch.no_grad():
             x = image.image().detach()
