@@ -1,7 +1,8 @@
 """NST and CycleGAN speed, side by side in one process (a benchmark, not a test).
 
 Runs on the same photo and style:
-  (a) the default preset (coarse-to-fine pyramid, L-BFGS, early stopping),
+  (a) the default preset (coarse-to-fine pyramid, L-BFGS, early stopping); ``--presets
+      balanced,fast,quality`` runs the other presets too, each against the same (b),
   (b) a single-scale 300-step L-BFGS baseline (PyTorch-tutorial style: torch's default L-BFGS
       memory of 100, no line search, clamped to [0, 1], returns its last step),
   (c) the seed's pipeline: VGG cut at conv3_1, Adam lr 0.07, early stop after 5 epochs of 30
@@ -11,6 +12,7 @@ and prints wall time, peak RSS, style distance (Gram, relu1_1..relu5_1) and cont
 GFLOP/s against the conv throughput measured on this machine.
 
     .venv/bin/python benchmarks/nst_speed.py --size 256
+    .venv/bin/python benchmarks/nst_speed.py --size 512 --skip-seed --presets balanced,fast,quality
 """
 
 from __future__ import annotations
@@ -179,6 +181,11 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=None, help="default: STYLEBOT_MODELS_DIR")
     parser.add_argument("--baseline-steps", type=int, default=300)
     parser.add_argument("--skip-seed", action="store_true", help="leave out (c)")
+    parser.add_argument(
+        "--presets",
+        default="balanced",
+        help="comma-separated presets to run as (a), default first (default: balanced only)",
+    )
     parser.add_argument("--cyclegan-size", type=int, default=512)
     args = parser.parse_args()
 
@@ -204,10 +211,19 @@ def main() -> None:
 
     results: dict[str, nst.NSTResult] = {}
 
-    def run_default() -> tuple[Image.Image, int]:
-        result = nst.stylize(content, [style], nst.NSTOptions(size=args.size), backbone=net)
-        results["a"] = result
-        return result.image, result.iterations
+    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
+    unknown = [p for p in presets if p not in nst.PRESETS]
+    if unknown or not presets:
+        parser.error(f"--presets: choose from {', '.join(nst.PRESETS)}")
+
+    def run_preset(preset: str) -> Callable[[], tuple[Image.Image, int]]:
+        def run() -> tuple[Image.Image, int]:
+            options = nst.NSTOptions(size=args.size, preset=preset)
+            result = nst.stylize(content, [style], options, backbone=net)
+            results[f"a:{preset}"] = result
+            return result.image, result.iterations
+
+        return run
 
     def run_baseline() -> tuple[Image.Image, int]:
         options = nst.NSTOptions(
@@ -220,8 +236,11 @@ def main() -> None:
     # Warm-up (thread pool, allocator, first-call kernel selection) so that whichever run goes
     # first is not charged for the process's one-time costs.
     nst.stylize(content, [style], nst.NSTOptions(size=64, levels=[(64, 3)], early_stop=False), backbone=net)
-    runs["(a) default preset"] = _measure(run_default)
-    print(f"(a) done in {runs['(a) default preset']['seconds']:.1f} s", flush=True)
+    default = nst.NSTOptions().preset
+    for preset in presets:
+        label = f"(a) {preset} preset" + (" (default)" if preset == default else "")
+        runs[label] = _measure(run_preset(preset))
+        print(f"{label} done in {runs[label]['seconds']:.1f} s", flush=True)
     runs[f"(b) L-BFGS {args.baseline_steps} single-scale"] = _measure(run_baseline)
     print(f"(b) done in {list(runs.values())[-1]['seconds']:.1f} s", flush=True)
     if not args.skip_seed:
@@ -234,15 +253,16 @@ def main() -> None:
     )
     for name, r in runs.items():
         s_dist, c_dist = distances(net, r["image"], content, style)
-        r["image"].save(f"nst_speed_{name[1]}.png")
+        stem = name.split()[1] if name.startswith("(a)") else name[1]  # preset name, or b / c
+        r["image"].save(f"nst_speed_{stem}.png")
         print(
             f"{name:30} {r['iters']:6d} {r['seconds']:8.1f} {base / r['seconds']:6.1f}x {r['rss_mb']:11.0f} "
             f"{s_dist:10.4f} {c_dist:12.4f}"
         )
-    print("(vs (b) = how many times faster than the baseline; results saved as nst_speed_{a,b,c}.png)")
+    print("(vs (b) = how many times faster than the baseline; results saved as nst_speed_*.png)")
     grid = save_grid(content, style, runs, base, Path(f"nst_speed_{args.size}.png"))
     print(f"side by side: {grid}")
-    for key in ("a", "b"):
+    for key in [f"a:{p}" for p in presets] + ["b"]:
         r = results[key]
         print(
             f"({key}) objective evaluations {r.evaluations}, work {r.work:.1f} full-size evaluations "

@@ -79,6 +79,16 @@ def test_default_pyramid_does_most_iterations_on_small_images() -> None:
     full_res_equivalent = sum(n * (s / 512) ** 2 for s, n in levels)
     assert full_res_equivalent <= 300 / 5  # at most a fifth of a 300-step single-scale run
 
+def test_presets_share_the_method_and_differ_in_full_resolution_effort() -> None:
+    def full_res_work(preset: str) -> float:
+        levels = nst.plan_levels(NSTOptions(size=512, preset=preset), (640, 480))
+        return sum(n * (s / 512) ** 2 for s, n in levels)
+
+    assert full_res_work("fast") < full_res_work("balanced") < full_res_work("quality")
+    for name in ("fast", "quality"):
+        extras = nst._extras(NSTOptions(preset=name))
+        assert extras.parameterization == "laplacian" and extras.shift_layers and extras.detail_transfer
+
 
 def test_baselines_and_fast_dev_run_keep_plain_lbfgs_without_the_preset_extras() -> None:
     assert nst._lbfgs_settings(NSTOptions(levels=[(64, 10)], early_stop=False)) == (100, None)

@@ -7,16 +7,16 @@ One cohesive algorithm, in the spirit of crowsonkb/style-transfer-pytorch:
   to its target's magnitude so that no layer dominates; several styles mix into one target Gram
   by their weights (for a squared error this is the same optimum as a weighted sum of losses);
   a small total-variation term against pixel noise.
-* optimisation starts from the content image (in the default preset, half recoloured to the
+* optimisation starts from the content image (in the presets, half recoloured to the
   styles' palette) at the coarsest level of an image pyramid, runs L-BFGS one iteration at a time
   (so progress, previews and cancellation act per iteration), stops a level early once the loss
-  stops improving, then upsamples and refines at the next level, so most iterations run on images
-  a quarter or a sixteenth of the final area. The default preset also: lets L-BFGS see the image
+  stops improving, then upsamples and refines at the next level, so the broad structure is built on
+  images a quarter or a sixteenth of the final area. The presets also: let L-BFGS see the image
   as a Laplacian pyramid (the same objective, better conditioned: broad corrections take as few
-  steps as fine ones); has the coarse levels optimise the final level's loss an octave down (each
+  steps as fine ones); have the coarse levels optimise the final level's loss an octave down (each
   VGG layer replaced by the one a pooling stage earlier, so coarse levels build what the final
-  layers ask for, not structure twice that size); adds back the photo's own high frequencies on
-  upsampling; keeps a 100-step L-BFGS memory; ends a level on its lowest-loss iterate (fixed-step
+  layers ask for, not structure twice that size); add back the photo's own high frequencies on
+  upsampling; keep a 100-step L-BFGS memory; end a level on its lowest-loss iterate (fixed-step
   L-BFGS is not monotone). Tuning figures: docs/notes/nst-tuning.md.
 * ``preserve_colors``: the style images' colour statistics are first matched to the content
   (mean and covariance), and the result keeps the content's chroma with the stylised luminance
@@ -118,24 +118,26 @@ class Preset:
     shift_layers: bool = False
 
 
+# Tuned against the single-scale 300-step baseline (docs/notes/nst-tuning.md): a Laplacian-pyramid
+# parameterisation, a start from the photo half recoloured to the styles' palette, coarse levels that
+# optimise the final level's loss an octave down, the photo's detail restored on upsampling, a long
+# L-BFGS memory. The presets differ only in budget: most of it goes to the final level, since the
+# coarse levels cannot build the fine detail the deep VGG layers respond to.
+_BALANCED = Preset(
+    factor=2.0,
+    iterations=(60, 30, 40),
+    tolerance=0.001,
+    history_size=100,
+    detail_transfer=True,
+    keep_best=True,
+    parameterization="laplacian",
+    init_colors=0.5,
+    shift_layers=True,
+)
 PRESETS: dict[str, Preset] = {
-    "fast": Preset(factor=2.0, iterations=(60, 25, 10), tolerance=0.02),
-    # Tuned against the single-scale 300-step baseline (docs/notes/nst-tuning.md): a Laplacian-
-    # pyramid parameterisation, a start from the photo half recoloured to the styles' palette,
-    # coarse levels that optimise the final level's loss an octave down, the photo's detail
-    # restored on upsampling, a long L-BFGS memory, most of the budget at the final level.
-    "balanced": Preset(
-        factor=2.0,
-        iterations=(60, 30, 40),
-        tolerance=0.001,
-        history_size=100,
-        detail_transfer=True,
-        keep_best=True,
-        parameterization="laplacian",
-        init_colors=0.5,
-        shift_layers=True,
-    ),
-    "quality": Preset(factor=math.sqrt(2), iterations=(200, 100, 80, 60, 50), tolerance=0.003),
+    "fast": dataclasses.replace(_BALANCED, iterations=(60, 25, 10), tolerance=0.02),
+    "balanced": _BALANCED,
+    "quality": dataclasses.replace(_BALANCED, iterations=(60, 30, 100)),
 }
 PLAIN = Preset(factor=2.0, iterations=(1,), tolerance=0.0)  # no extras: plain Gatys
 
