@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 
@@ -73,18 +74,20 @@ def test_fast_dev_run_caps_size_and_iterations() -> None:
     assert max(s for s, _ in levels) == 64 and sum(n for _, n in levels) <= 6
 
 
+def _full_res_work(preset: str) -> float:
+    """Iterations of a 512-px run, each weighted by its level's area relative to 512 px."""
+    levels = nst.plan_levels(NSTOptions(size=512, preset=preset), (640, 480))
+    return sum(n * (s / 512) ** 2 for s, n in levels)
+
+
 def test_default_pyramid_does_most_iterations_on_small_images() -> None:
     levels = nst.plan_levels(NSTOptions(size=512), (640, 480))
     assert [s for s, _ in levels] == [128, 256, 512]
-    full_res_equivalent = sum(n * (s / 512) ** 2 for s, n in levels)
-    assert full_res_equivalent <= 300 / 5  # at most a fifth of a 300-step single-scale run
+    assert _full_res_work("balanced") <= 300 / 5  # at most a fifth of a 300-step single-scale run
+
 
 def test_presets_share_the_method_and_differ_in_full_resolution_effort() -> None:
-    def full_res_work(preset: str) -> float:
-        levels = nst.plan_levels(NSTOptions(size=512, preset=preset), (640, 480))
-        return sum(n * (s / 512) ** 2 for s, n in levels)
-
-    assert full_res_work("fast") < full_res_work("balanced") < full_res_work("quality")
+    assert _full_res_work("fast") < _full_res_work("balanced") < _full_res_work("quality")
     for name in ("fast", "quality"):
         extras = nst._extras(NSTOptions(preset=name))
         assert extras.parameterization == "laplacian" and extras.shift_layers and extras.detail_transfer
@@ -112,18 +115,8 @@ def test_pyramid_with_all_extras_is_deterministic_and_counts_work(
     monkeypatch.setitem(
         nst.PRESETS,
         "tiny",
-        nst.Preset(
-            factor=2.0,
-            iterations=(4, 3),
-            tolerance=0.001,
-            history_size=50,
-            detail_transfer=True,
-            keep_best=True,
-            parameterization="laplacian",
-            bands=3,
-            init_colors=0.5,
-            shift_layers=True,
-        ),
+        # The shipped preset's extras, with a budget and pyramid small enough for 48 px.
+        dataclasses.replace(nst.PRESETS["balanced"], iterations=(4, 3), history_size=50, bands=3),
     )
 
     def run() -> nst.NSTResult:
