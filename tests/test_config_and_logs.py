@@ -83,3 +83,21 @@ def test_setup_logging_installs_the_filter_once() -> None:
     setup_logging("DEBUG")
     for handler in logging.getLogger().handlers:
         assert sum(isinstance(f, RedactingFilter) for f in handler.filters) <= 1
+
+
+def test_every_configured_secret_is_redacted_whatever_its_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr")  # 4 characters: still a secret
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDSHORT")
+    monkeypatch.setenv("ML_SERVER_TOKEN", "tok-1234567890abcdef")
+    settings = Settings()
+    assert sorted(settings.secret_values()) == sorted(["s3cr", "AKIDSHORT", "tok-1234567890abcdef"])
+    line = "S3 said no to AKIDSHORT with s3cr; ML token tok-1234567890abcdef"
+    clean = redact(line, *settings.secret_values())
+    for secret in settings.secret_values():
+        assert secret not in clean
+    assert clean.startswith("S3 said no to <redacted> with <redacted>")
+
+
+def test_a_secret_inside_a_longer_secret_does_not_leave_a_tail() -> None:
+    # Longest first: redacting "abc" first would leave "<redacted>def" and reveal the long one's tail.
+    assert redact("key abcdef", "abc", "abcdef") == "key <redacted>"

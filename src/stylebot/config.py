@@ -113,6 +113,17 @@ class Settings(BaseSettings):
     def storage_backend(self) -> Literal["local", "s3"]:
         return "s3" if self.s3_bucket else "local"
 
+    def secret_values(self) -> list[str]:
+        """Every configured secret in clear text, for log redaction; never print these."""
+        return [
+            field.get_secret_value()
+            for field in (
+                self.api_token, self.webhook_secret, self.ml_server_token,
+                self.aws_access_key_id, self.aws_secret_access_key,
+            )
+            if field is not None and field.get_secret_value()
+        ]
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -11,11 +11,14 @@ REDACTED = "<redacted-token>"
 
 
 def redact(text: str, *secrets: str | None) -> str:
-    """Remove anything that looks like a bot token, plus any explicitly named secret."""
+    """Remove anything that looks like a bot token, plus every explicitly named secret.
+
+    Secrets are replaced longest first, whatever their length: a configured secret is redacted even
+    when it is short (a short secret is a weak one, but still must not be printed).
+    """
     text = TOKEN_PATTERN.sub(REDACTED, text)
-    for secret in secrets:
-        if secret and len(secret) >= 8:
-            text = text.replace(secret, "<redacted>")
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(secret, "<redacted>")
     return text
 
 

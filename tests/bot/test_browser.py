@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from bot_helpers import jpeg
 
-from stylebot.bot.playground import run_playground
+from stylebot.cli.playground import run_playground
 from stylebot.config import get_settings
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]

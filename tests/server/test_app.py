@@ -10,9 +10,10 @@ import pytest
 from pydantic import SecretStr
 from server_helpers import FakeRunner, job_id, jpeg, wait_until
 
+from stylebot.cli.server import handle as server_main
 from stylebot.config import Settings
 from stylebot.server.app import create_app
-from stylebot.server.main import check_exposure, server_main
+from stylebot.server.main import check_exposure
 from stylebot.server.service import JobService
 from stylebot.storage.local import LocalStorage
 

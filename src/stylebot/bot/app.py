@@ -1,8 +1,7 @@
-"""Assembling and running the bot: polling, webhook, ``stylebot run`` and the playground."""
+"""Assembling and running the bot: polling or webhook (the commands live in ``stylebot.cli``)."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -28,8 +27,7 @@ from stylebot.bot.middlewares import AlbumMiddleware, RestartNoticeMiddleware, R
 from stylebot.bot.persistence import JsonPendingStore, PendingStore, RedisPendingStore, TrackingMemoryStorage
 from stylebot.bot.styles import StyleCatalog
 from stylebot.client import JobClient
-from stylebot.config import Settings, get_settings
-from stylebot.logs import setup_logging
+from stylebot.config import Settings
 
 log = logging.getLogger(__name__)
 PLAYGROUND_TOKEN_ID = 100000001
@@ -232,7 +230,8 @@ async def _run_webhook(app: BotApp, settings: Settings) -> None:
         await app.stop()
 
 
-async def _run_bot(settings: Settings) -> None:
+async def run_bot(settings: Settings) -> None:
+    """Run the bot until stopped: polling, or webhook when WEBHOOK_HOST_ADDR is set."""
     from stylebot.client import make_job_client
 
     client = make_job_client(settings)
@@ -247,25 +246,3 @@ async def _run_bot(settings: Settings) -> None:
             await app.storage.close()
     finally:
         await client.aclose()
-
-
-def bot_main(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    if settings.api_token is None:
-        print("API_TOKEN is not set; `stylebot playground` runs the bot without one.")
-        return 2
-    setup_logging(settings.log_level, settings.api_token.get_secret_value())
-    asyncio.run(_run_bot(settings))
-    return 0
-
-
-def run_main(args: argparse.Namespace) -> int:
-    if get_settings().api_token is not None:
-        return bot_main(args)
-    return playground_main(args)
-
-
-def playground_main(args: argparse.Namespace) -> int:
-    from stylebot.bot.playground import run_playground
-
-    return asyncio.run(run_playground(get_settings(), host=args.host, port=args.port))

@@ -1,13 +1,11 @@
-"""``stylebot server --backend local|ray --host --port``."""
+"""Starting the ML server: who may listen where, and the foreground serve loop."""
 
 from __future__ import annotations
 
-import argparse
 import ipaddress
 import logging
-import sys
 
-from stylebot.config import Settings, get_settings
+from stylebot.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -31,16 +29,12 @@ def check_exposure(host: str, settings: Settings) -> str | None:
     return None
 
 
-def server_main(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    problem = check_exposure(args.host, settings)
-    if problem:
-        print(f"stylebot server: {problem}", file=sys.stderr)
-        return 2
-    if args.backend == "ray":
+def serve(settings: Settings, backend: str, host: str, port: int) -> int:
+    """Run the ML server in the foreground until stopped; the exit status."""
+    if backend == "ray":
         from stylebot.server.ray_app import serve_main
 
-        return serve_main(args.host, args.port, settings)
+        return serve_main(host, port, settings)
 
     import uvicorn
 
@@ -50,6 +44,6 @@ def server_main(args: argparse.Namespace) -> int:
 
     service = JobService(make_storage(settings), settings)
     app = create_app(service)
-    log.info("ML server (local backend, %d worker(s)) on http://%s:%d", service.workers, args.host, args.port)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    log.info("ML server (local backend, %d worker(s)) on http://%s:%d", service.workers, host, port)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     return 0

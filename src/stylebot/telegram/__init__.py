@@ -25,7 +25,7 @@ accepted and ``tg.token`` (a fresh random token, see ``make_token``) is the bot 
 
 from stylebot.telegram.client import UserClient, UserClientError
 from stylebot.telegram.errors import ApiError
-from stylebot.telegram.server import LocalTelegram, make_token, telegram_main
+from stylebot.telegram.server import LocalTelegram, make_token
 from stylebot.telegram.state import FloodLimit
 
 __all__ = [
@@ -35,5 +35,4 @@ __all__ = [
     "UserClient",
     "UserClientError",
     "make_token",
-    "telegram_main",
 ]

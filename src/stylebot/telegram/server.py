@@ -1,14 +1,12 @@
 """The aiohttp app that serves the Bot API, files, the user API and the web chat page.
 
 ``LocalTelegram`` runs it in-process (``async with LocalTelegram() as tg``) or on a background
-thread (``with LocalTelegram() as tg``); ``telegram_main`` is the ``stylebot telegram`` command.
+thread (``with LocalTelegram() as tg``); the ``stylebot telegram`` command is in ``stylebot.cli.telegram``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -265,30 +263,3 @@ class LocalTelegram:
 
 async def _call(func: Any) -> None:
     func()
-
-
-def telegram_main(args: argparse.Namespace) -> int:
-    """``stylebot telegram``: run the emulator until interrupted."""
-    tokens = args.token or None
-    for token in tokens or []:
-        if not TOKEN_RE.match(token):
-            print(f"not a well-formed bot token: {token[:12]}…")
-            return 2
-
-    async def serve() -> None:
-        async with LocalTelegram(host=args.host, port=args.port, tokens=tokens) as tg:
-            print(
-                f"Bot API base URL: {tg.base_url}  (aiogram: TelegramAPIServer.from_base(...); "
-                f"python-telegram-bot: base_url={tg.base_url}/bot)"
-            )
-            if tokens:
-                print("Accepted tokens: " + ", ".join(tokens))
-            else:
-                print(f"Accepted tokens: any well-formed token; the web chat talks to {tg.token}")
-            print(f"Web chat: {tg.web_url}", flush=True)
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.Event().wait()
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve())
-    return 0

@@ -1,4 +1,4 @@
-"""Handlers of ``stylebot stylize`` and ``stylebot models`` (arguments are defined in cli.py)."""
+"""``stylebot stylize``: restyle a photo on the command line, with a progress bar."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stylebot.cli.common import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_WEIGHTS, fail
+from stylebot.jobs.spec import MAX_SIZE, MAX_STYLES, PRETRAINED_MODELS
+
 if TYPE_CHECKING:
     import torch
     from PIL import Image
@@ -18,16 +21,34 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXIT_BAD_INPUT = 2
-EXIT_WEIGHTS = 3
-EXIT_CANCELLED = 130
-MAX_STYLES = 5
-MAX_SIZE = 2048
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"stylebot: {message}", file=sys.stderr)
-    return code
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "stylize",
+        help="restyle a photo with style images (NST) or a pretrained CycleGAN model",
+        description="Examples: stylebot stylize photo.jpg -s starry.jpg -o out.jpg ; "
+        "stylebot stylize photo.jpg --model style_monet -o out.jpg",
+    )
+    p.add_argument("content", type=Path, help="the photo to restyle")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("-s", "--style", type=Path, action="append", help="style image (repeatable, 1-5)")
+    src.add_argument("--model", choices=PRETRAINED_MODELS, help="pretrained CycleGAN style")
+    p.add_argument("-o", "--output", type=Path, required=True, help="result file (.jpg or .png)")
+    p.add_argument("--style-weights", help="relative weight per style image, e.g. 2,1")
+    p.add_argument("--strength", type=float, default=1.0, help="0.1-10: style vs content (default 1)")
+    p.add_argument("--preserve-colors", action="store_true", help="keep the photo's colours")
+    p.add_argument(
+        "--size", type=int, default=None,
+        help=f"long side of the result, up to {MAX_SIZE} (default: 512 for style images; "
+        "the photo's own size for --model)",
+    )
+    p.add_argument("--preset", choices=("fast", "balanced", "quality"), default="balanced")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--backbone", choices=("auto", "vgg19", "vgg16"), default=None)
+    p.add_argument("--fast-dev-run", action="store_true", help="tiny and quick, for debugging")
+    p.set_defaults(handler=handle)
 
 
 def parse_style_weights(text: str | None, n_styles: int) -> list[float] | None:
@@ -45,7 +66,7 @@ def parse_style_weights(text: str | None, n_styles: int) -> list[float] | None:
     return weights
 
 
-def stylize_command(args: argparse.Namespace) -> int:
+def handle(args: argparse.Namespace) -> int:
     from stylebot.config import get_settings
     from stylebot.imaging import ImageError, load_image_file, resize_long_side, save_image
     from stylebot.ml.device import pick_device
@@ -56,26 +77,26 @@ def stylize_command(args: argparse.Namespace) -> int:
     limits = {"max_pixels": settings.max_input_pixels, "max_bytes": settings.max_upload_bytes}
     size: int | None = args.size
     if size is not None and not 16 <= size <= MAX_SIZE:
-        return _fail(f"--size must be between 16 and {MAX_SIZE}", EXIT_BAD_INPUT)
+        return fail(f"--size must be between 16 and {MAX_SIZE}", EXIT_BAD_INPUT)
     if not 0.1 <= args.strength <= 10:
-        return _fail("--strength must be between 0.1 and 10", EXIT_BAD_INPUT)
+        return fail("--strength must be between 0.1 and 10", EXIT_BAD_INPUT)
     styles_paths: list[Path] = args.style or []
     if len(styles_paths) > MAX_STYLES:
-        return _fail(f"at most {MAX_STYLES} style images", EXIT_BAD_INPUT)
+        return fail(f"at most {MAX_STYLES} style images", EXIT_BAD_INPUT)
     if args.output.suffix.lower() not in (".jpg", ".jpeg", ".png"):
-        return _fail("the output must end in .jpg, .jpeg or .png", EXIT_BAD_INPUT)
+        return fail("the output must end in .jpg, .jpeg or .png", EXIT_BAD_INPUT)
     try:
         weights = parse_style_weights(args.style_weights, len(styles_paths)) if styles_paths else None
         content = load_image_file(args.content, **limits)
         styles = [load_image_file(p, **limits) for p in styles_paths]
     except (ImageError, ValueError) as exc:
-        return _fail(str(exc), EXIT_BAD_INPUT)
+        return fail(str(exc), EXIT_BAD_INPUT)
     except OSError as exc:
-        return _fail(f"cannot read {exc.filename}: {exc.strerror}", EXIT_BAD_INPUT)
+        return fail(f"cannot read {exc.filename}: {exc.strerror}", EXIT_BAD_INPUT)
     try:
         device = pick_device(args.device)
     except (RuntimeError, ValueError) as exc:
-        return _fail(str(exc), EXIT_BAD_INPUT)
+        return fail(str(exc), EXIT_BAD_INPUT)
     fast_dev_run = bool(args.fast_dev_run or settings.default_fast_dev_run)
     try:
         if args.model:
@@ -87,9 +108,9 @@ def stylize_command(args: argparse.Namespace) -> int:
         else:
             result = _run_nst(args, content, styles, weights, size or 512, device, fast_dev_run)
     except WeightsError as exc:
-        return _fail(str(exc), EXIT_WEIGHTS)
+        return fail(str(exc), EXIT_WEIGHTS)
     except Cancelled:
-        return _fail("cancelled", EXIT_CANCELLED)
+        return fail("cancelled", EXIT_CANCELLED)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_image(result, args.output)
     print(f"saved {args.output} ({result.width}×{result.height})")
@@ -147,37 +168,3 @@ def _run_nst(
         result = stylize(content, styles, options, backbone=backbone, device=device, on_progress=on_progress)
     log.info("stylised in %.1f s, %d iterations, losses %s", result.seconds, result.iterations, result.losses)
     return result.image
-
-
-def models_command(args: argparse.Namespace) -> int:
-    from stylebot.ml import weights
-
-    try:
-        if args.models_cmd == "list":
-            for info in weights.list_models():
-                size = f"{info.size_bytes / 1e6:6.1f} MB" if info.size_bytes else "      ?   "
-                state = "installed" if info.installed else "missing  "
-                print(f"{info.name:24} {info.kind:9} {state} {size}  {info.title}")
-                print(f"{'':24} source: {info.source}")
-                if info.reason:
-                    print(f"{'':24} {info.reason}")
-            return 0
-        if args.models_cmd == "pull":
-            installed = weights.pull(args.names or None)
-            print("installed: " + ", ".join(installed))
-            return 0
-        if args.models_cmd == "verify":
-            results = weights.verify(args.names or None)
-            if not results:
-                print("no models installed; run `stylebot models pull`")
-                return 1
-            for r in results:
-                print(f"{r.name:24} {'ok  ' if r.ok else 'FAIL'} {r.message}")
-            return 0 if all(r.ok for r in results) else 1
-        if args.models_cmd == "import":
-            path = weights.import_weights(args.name, args.path)
-            print(f"installed {args.name} at {path}")
-            return 0
-    except weights.WeightsError as exc:
-        return _fail(str(exc), EXIT_WEIGHTS)
-    return _fail(f"unknown models command {args.models_cmd!r}", EXIT_BAD_INPUT)

@@ -1,12 +1,12 @@
-"""The playground: local Telegram + bot + in-process worker + local storage, one process.
+"""``stylebot playground``: local Telegram + bot + in-process worker + local storage, one process.
 
-``stylebot run`` without ``API_TOKEN`` (and ``stylebot playground``) lands here: open the printed
-web chat URL and talk to the bot in a browser. Nothing leaves the machine except the first
-download of the model weights.
+``stylebot run`` without ``API_TOKEN`` lands here too: open the printed web chat URL and talk to the
+bot in a browser. Nothing leaves the machine except the first download of the model weights.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import signal
@@ -15,6 +15,30 @@ import sys
 from stylebot.config import Settings
 
 log = logging.getLogger(__name__)
+
+
+def add_address_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="web chat bind address")
+    p.add_argument(
+        "--port", type=int, default=8081,
+        help="web chat port (default 8081; 0 takes a free one and prints it)",
+    )
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "playground",
+        help="local Telegram + bot + in-process worker, with a web chat page",
+        description="Runs the bot against the local Telegram emulator; open the printed URL.",
+    )
+    add_address_arguments(p)
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from stylebot.config import get_settings
+
+    return asyncio.run(run_playground(get_settings(), host=args.host, port=args.port))
 
 
 def ensure_backbone(settings: Settings) -> None:

@@ -1,0 +1,27 @@
+"""``stylebot bot``: the Telegram bot alone (polling, or webhook when WEBHOOK_HOST_ADDR is set)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bot",
+        help="the Telegram bot alone (polling, or webhook when WEBHOOK_HOST_ADDR is set)",
+        description="Needs API_TOKEN. Uses ML_SERVER_HOST_ADDR when set, else an in-process worker.",
+    )
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from stylebot.bot.app import run_bot
+    from stylebot.config import get_settings
+
+    settings = get_settings()
+    if settings.api_token is None:
+        print("API_TOKEN is not set; `stylebot playground` runs the bot without one.")
+        return 2
+    asyncio.run(run_bot(settings))
+    return 0
