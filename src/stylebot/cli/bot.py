@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from stylebot.cli.common import exit_on_storage_problem
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -23,5 +25,7 @@ def handle(args: argparse.Namespace) -> int:
     if settings.api_token is None:
         print("API_TOKEN is not set; `stylebot playground` runs the bot without one.")
         return 2
+    if (code := exit_on_storage_problem(settings, "bot")) is not None:
+        return code
     asyncio.run(run_bot(settings))
     return 0

@@ -1,11 +1,17 @@
-"""What every subcommand shares: exit codes and the one-line failure message."""
+"""What every subcommand shares: exit codes, the one-line failure message, the storage check."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stylebot.config import Settings
 
 EXIT_BAD_INPUT = 2
 EXIT_WEIGHTS = 3
+EXIT_STORAGE = 4
 EXIT_CANCELLED = 130
 
 
@@ -13,3 +19,41 @@ def fail(message: str, code: int) -> int:
     """Print ``stylebot: message`` on stderr and return ``code`` (for ``return fail(...)``)."""
     print(f"stylebot: {message}", file=sys.stderr)
     return code
+
+
+# What an operator should look at, per kind of storage failure (settings by their env names).
+_STORAGE_HINTS = {
+    "BucketNotFoundError": "check S3_BUCKET_WITH_RESULTS_NAME (or STYLEBOT_S3_BUCKET) and "
+    "STYLEBOT_S3_ENDPOINT_URL, or create the bucket",
+    "StorageAuthError": "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and REGION_NAME)",
+    "StorageUnavailableError": "check STYLEBOT_S3_ENDPOINT_URL and that the endpoint is up and reachable",
+}
+
+
+def storage_problem(settings: Settings) -> str | None:
+    """Check the configured storage once, before anything starts: one line saying what is wrong
+    (which bucket, which endpoint, which settings to check), or None when it works."""
+    from stylebot.storage import StorageError, make_storage
+
+    storage = make_storage(settings)
+    try:
+        asyncio.run(storage.check())
+    except StorageError as exc:
+        if settings.storage_backend == "local":
+            hint = f"check STYLEBOT_STORAGE_DIR (now {settings.storage_dir})"
+        else:
+            # S3Storage's messages already name the bucket and the endpoint.
+            hint = _STORAGE_HINTS.get(type(exc).__name__, "check the STYLEBOT_S3_* and AWS_* settings")
+        return f"storage check failed: {exc}; {hint}"
+    except OSError as exc:  # a local folder that cannot even be created
+        return f"storage check failed: {exc.strerror} ({exc.filename}); check STYLEBOT_STORAGE_DIR"
+    return None
+
+
+def exit_on_storage_problem(settings: Settings, command: str) -> int | None:
+    """``return code`` when storage is unusable (message printed), else None to go on."""
+    problem = storage_problem(settings)
+    if problem is None:
+        return None
+    print(f"stylebot {command}: {problem}", file=sys.stderr)
+    return EXIT_STORAGE

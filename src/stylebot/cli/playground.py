@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import signal
 import sys
 
+from stylebot.cli.common import exit_on_storage_problem
 from stylebot.config import Settings
 
 log = logging.getLogger(__name__)
 
 
+DEFAULT_PORT = 8081
+
+
 def add_address_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="web chat bind address")
     p.add_argument(
-        "--port", type=int, default=8081,
-        help="web chat port (default 8081; 0 takes a free one and prints it)",
+        "--port", type=int, default=None,
+        help=f"web chat port (default {DEFAULT_PORT}, or a free one when that is taken; 0: any free one)",
     )
 
 
@@ -38,7 +43,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     from stylebot.config import get_settings
 
-    return asyncio.run(run_playground(get_settings(), host=args.host, port=args.port))
+    settings = get_settings()
+    if (code := exit_on_storage_problem(settings, "playground")) is not None:
+        return code
+    port = DEFAULT_PORT if args.port is None else args.port
+    try:
+        return asyncio.run(run_playground(settings, host=args.host, port=port))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+    if args.port is not None:
+        print(
+            f"stylebot playground: {args.host}:{port} is already in use (another playground?); "
+            "pick another with --port N, or --port 0 for any free port",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"Port {port} is taken; using a free port instead (choose one with --port N).", file=sys.stderr)
+    return asyncio.run(run_playground(settings, host=args.host, port=0, pull_weights=False))
 
 
 def ensure_backbone(settings: Settings) -> None:

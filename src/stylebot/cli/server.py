@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from stylebot.cli.common import exit_on_storage_problem
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -28,4 +30,6 @@ def handle(args: argparse.Namespace) -> int:
     if problem:
         print(f"stylebot server: {problem}", file=sys.stderr)
         return 2
+    if (code := exit_on_storage_problem(settings, "server")) is not None:
+        return code
     return serve(settings, args.backend, args.host, args.port)
