@@ -146,8 +146,11 @@ async def test_errors_have_stable_codes(client: JobClient) -> None:
     assert err.value.code in ("not_an_image", "truncated_image") and str(err.value)
     content, style = await upload_pair(client, "chat:3")
     with pytest.raises(JobClientError) as err:
-        await client.submit(nst_spec("chat:3", content, "stylebot/chat-3-00/gone.jpg"))
+        await client.submit(nst_spec("chat:3", content, f"stylebot/chat_3-{'0' * 32}/gone.jpg"))
     assert err.value.code == "invalid" and err.value.field == "style_keys.0"
+    with pytest.raises(JobClientError) as err:  # another chat's photo
+        await client.submit(nst_spec("chat:4", content, style))
+    assert err.value.code == "foreign_key" and err.value.field == "content_key"
     await client.submit(nst_spec("chat:3", content, style, fast_dev_run=False, size=256, preset="quality"))
     with pytest.raises(JobClientError) as err:
         await client.submit(nst_spec("chat:3", content, style))

@@ -111,8 +111,11 @@ async def test_too_many_styles_and_unknown_inputs_are_422(api: httpx.AsyncClient
     response = await api.post("/v1/jobs", json=body | {"style_keys": body["style_keys"] * 6,
                                                        "style_weights": None})
     assert response.status_code == 422 and response.json()["detail"]["field"] == "style_keys"
-    response = await api.post("/v1/jobs", json=body | {"content_key": "stylebot/chat-1-0a/none.jpg"})
+    missing = f"stylebot/chat_1-{'0' * 32}/none.jpg"
+    response = await api.post("/v1/jobs", json=body | {"content_key": missing})
     assert response.status_code == 422 and response.json()["detail"]["field"] == "content_key"
+    response = await api.post("/v1/jobs", json=body | {"owner": "chat:2", "job_id": job_id()})
+    assert response.status_code == 403 and response.json()["detail"]["code"] == "foreign_key"
 
 
 async def test_owner_limit_is_409_and_full_queue_is_503_with_retry_after(

@@ -200,18 +200,23 @@ async def test_progress_from_a_thread_and_preview_reach_the_status(
     assert await service.preview(spec.job_id) == runner.preview
 
 
-async def test_inputs_must_exist_in_storage(service: JobService, storage: LocalStorage) -> None:
+async def test_inputs_must_be_the_owners_and_exist(service: JobService, storage: LocalStorage) -> None:
     good = await service.upload_input(jpeg(), owner="chat:1", name="a.jpg")
-    for bad in ("stylebot/nobody-0000/photo.jpg", "elsewhere/x/photo.jpg"):
+    other = await service.upload_input(jpeg(), owner="chat:2", name="a.jpg")
+    foreign = ["stylebot/nobody-0000/photo.jpg", "elsewhere/x/photo.jpg", other,
+               JobStore(storage).key(job_id()), good.replace("chat_1-", "chat_11-"),
+               f"stylebot/notebooks/ok/chat_1-{'0' * 32}/nst.ipynb"]
+    for bad in foreign:
         spec = JobSpec(job_id=job_id(), owner="chat:1", kind="nst", content_key=good, style_keys=[bad])
         with pytest.raises(JobClientError) as err:
             await service.submit(spec)
-        assert err.value.code == "invalid" and err.value.field == "style_keys.0"
+        assert err.value.code == "foreign_key" and err.value.field == "style_keys.0", bad
     spec = JobSpec(job_id=job_id(), owner="chat:1", kind="cyclegan", model="style_monet",
-                   content_key="stylebot/chat-1-x/none.jpg")
+                   content_key=f"stylebot/chat_1-{'0' * 32}/none.jpg")
     with pytest.raises(JobClientError) as err:
         await service.submit(spec)
-    assert err.value.field == "content_key"
+    assert err.value.code == "invalid" and err.value.field == "content_key"
+    assert await service.store.all() == []  # nothing was recorded for refused jobs
 
 
 @pytest.mark.parametrize(

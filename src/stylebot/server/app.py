@@ -25,10 +25,11 @@ from stylebot.jobs.spec import JobClientError, JobSpec, JobStatus
 from stylebot.server.service import JobBackend
 
 MAX_JSON_BODY = 64 * 1024
+UPLOAD_OVERHEAD = 64 * 1024  # multipart framing and the owner field around an upload
 # Status codes for JobClientError codes; image errors (bad_image, not_an_image, ...) are 422.
 _HTTP_STATUS = {
     "not_found": 404, "owner_limit": 409, "not_ready": 409, "busy": 503, "unavailable": 503,
-    "invalid": 422, "unauthorized": 401, "too_large": 413,
+    "invalid": 422, "foreign_key": 403, "unauthorized": 401, "too_large": 413,
 }
 
 
@@ -54,14 +55,84 @@ def _sniff_media_type(data: bytes) -> str:
     return "image/jpeg"
 
 
+def _lookup(app: FastAPI) -> JobBackend | None:
+    found = app.state.backend
+    if found is None and app.state.backend_lookup is not None:
+        found = app.state.backend_lookup()
+    return found
+
+
 def get_backend(request: Request) -> JobBackend:
-    found = request.app.state.backend
-    if found is None and request.app.state.backend_lookup is not None:
-        found = request.app.state.backend_lookup()
+    found = _lookup(request.app)
     if found is None:
         raise JobClientError("unavailable", "The style service is starting; try again shortly.",
                              retry_after=5)
     return found
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """Refuses request bodies over the limit before and while reading them (pure ASGI).
+
+    Uploads may be ``max_upload_bytes`` plus room for the multipart framing; everything else is a
+    small JSON body. A declared Content-Length over the limit is refused unread; a chunked body is
+    counted as it streams and reading stops at the limit.
+    """
+
+    def __init__(self, app: Any, lookup: Callable[[], JobBackend | None]) -> None:
+        self.app = app
+        self.lookup = lookup
+
+    def limit(self, path: str) -> int:
+        if path != "/v1/inputs":
+            return MAX_JSON_BODY
+        backend = self.lookup()
+        return (backend.settings.max_upload_bytes if backend is not None else 0) + UPLOAD_OVERHEAD
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit(scope["path"])
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large()(scope, receive, send)
+            return
+        seen = 0
+        refused = False
+        started = False
+
+        async def counting_receive() -> dict[str, Any]:
+            nonlocal seen, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    refused = True
+                    raise _TooLarge
+            return message
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if refused:  # the app turned our exception into its own error: answer 413 instead
+                return
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except _TooLarge:
+            refused = True
+        if refused and not started:
+            await _too_large()(scope, receive, send)
+
+
+def _too_large() -> JSONResponse:
+    return _error(413, "too_large", "The request body is too large.")
 
 
 # Module level: FastAPI resolves these (string) annotations in this module's namespace.
@@ -107,18 +178,7 @@ def create_app(
 
     guarded = [Depends(authorize)]
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Response:
-        # Refuse oversized bodies before reading them (a job spec is tiny; uploads have a cap).
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            backend = request.app.state.backend
-            limit = MAX_JSON_BODY
-            if request.url.path == "/v1/inputs" and backend is not None:
-                limit = backend.settings.max_upload_bytes + 64 * 1024
-            if not declared.isdigit() or int(declared) > limit:
-                return _error(413, "too_large", "The request body is too large.")
-        return await call_next(request)
+    app.add_middleware(BodyLimit, lookup=lambda: _lookup(app))
 
     @app.exception_handler(JobClientError)
     async def on_job_error(_: Request, exc: JobClientError) -> JSONResponse:

@@ -101,7 +101,6 @@ class NSTWorker(_RecordedJobs):
             return {}
         loop, loop_thread = asyncio.get_running_loop(), threading.get_ident()
         last_saved = 0.0
-        preview_key = self.storage.new_key(scope=spec.owner, name="preview.jpg")
 
         write_lock, stopped = asyncio.Lock(), False
 
@@ -119,16 +118,21 @@ class NSTWorker(_RecordedJobs):
             changes: dict[str, Any] = {"progress": min(1.0, max(0.0, float(progress.fraction))),
                                        "eta_s": progress.eta_s, "stage": progress.stage,
                                        "losses": progress.losses or record.status.losses}
-            if progress.preview:
-                await self.storage.put_at(preview_key, progress.preview, content_type="image/jpeg")
-                changes["preview_key"] = preview_key
+            old = record.status.preview_key
+            if progress.preview:  # a new key per preview; only the latest is kept
+                changes["preview_key"] = await self.storage.put(
+                    progress.preview, scope=spec.owner, name="preview.jpg", content_type="image/jpeg")
             record.status = record.status.model_copy(update=changes)
             await self.store.save(record)
+            if progress.preview and old is not None:
+                with contextlib.suppress(Exception):
+                    await self.storage.delete(old)
 
         def on_progress(progress: Any) -> None:
             nonlocal last_saved
-            if time.monotonic() - last_saved < PROGRESS_PERSIST_S and progress.fraction < 1.0:
-                return
+            recent = time.monotonic() - last_saved < PROGRESS_PERSIST_S
+            if recent and progress.fraction < 1.0 and not progress.preview:
+                return  # previews are never dropped: each one is a new image for the chat
             last_saved = time.monotonic()
             if threading.get_ident() == loop_thread:
                 loop.create_task(save_progress(progress))
@@ -387,27 +391,34 @@ def start_ray(settings: Settings) -> None:
 
 
 def serve_main(host: str, port: int, settings: Settings) -> int:
+    """Run until SIGTERM or SIGINT, then shut Serve and the local cluster down and return 0.
+
+    Jobs in flight keep their records as they are (queued or running) and are dispatched again
+    on the next start. The signal handlers are installed after Ray has started, because
+    ``ray.init`` installs its own.
+    """
     import signal
 
     import ray
 
-    def on_term(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)  # shut the local cluster down on SIGTERM too
     started = time.monotonic()
     start_ray(settings)
-    serve.start(http_options={"host": host, "port": port})
-    serve.run(build_app(settings), name="stylebot", route_prefix="/")
-    log.info("Ray Serve ready on http://%s:%d in %.1f s", host, port, time.monotonic() - started)
-    print(f"stylebot server (ray) ready on http://{host}:{port} in {time.monotonic() - started:.1f} s",
-          flush=True)
+    stop = threading.Event()
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(build_app(settings), name="stylebot", route_prefix="/")
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, _frame: stop.set())
+        log.info("Ray Serve ready on http://%s:%d in %.1f s", host, port, time.monotonic() - started)
+        print(f"stylebot server (ray) ready on http://{host}:{port} in {time.monotonic() - started:.1f} s",
+              flush=True)
+        while not stop.wait(1.0):
+            pass
+        print("stylebot server (ray): stopping", flush=True)
+    except KeyboardInterrupt:  # a signal before the handlers were installed
         pass
     finally:
-        serve.shutdown()
+        with contextlib.suppress(Exception):
+            serve.shutdown()
         ray.shutdown()
     return 0

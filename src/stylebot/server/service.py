@@ -16,6 +16,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -50,6 +51,7 @@ CANCEL_WAIT_S = 10.0
 PERSIST_EVERY_S = 5.0
 # Finished statuses kept in memory for fast polling; older ones are read back from the store.
 FINISHED_CACHE = 1000
+INPUT_FALLBACK_QUALITY = 85
 def input_name(name: str) -> str:
     """Inputs are stored re-encoded as JPEG, so their name says so (the storage sanitises the rest)."""
     stem = name.rpartition(".")[0] if "." in name.rsplit("/", 1)[-1] else name
@@ -62,6 +64,17 @@ def is_job_failed(exc: BaseException) -> bool:
 
 
 HOUSEKEEPING_INTERVAL_S = 3600.0
+
+
+def owns_key(storage: Storage, owner: str, key: str) -> bool:
+    """Whether ``key`` is a data key the storage generated for ``owner``'s scope.
+
+    Keys look like ``<prefix>/<scope>-<32 hex>/<name>``; a fresh key for the owner gives the
+    ``<prefix>/<scope>-`` part to compare with, so records and notebooks never match.
+    """
+    folder = storage.new_key(scope=owner, name="x").rsplit("/", 1)[0]
+    head = folder[: -32]
+    return re.fullmatch(re.escape(head) + r"[0-9a-f]{32}/[A-Za-z0-9_][A-Za-z0-9_.-]*", key) is not None
 
 
 def default_workers(settings: Settings) -> int:
@@ -142,6 +155,10 @@ class JobFrontend:
                 max_bytes=self.settings.max_upload_bytes,
             )
             encoded = await asyncio.to_thread(encode_image, img, "JPEG")
+            if len(encoded) > self.settings.max_upload_bytes:
+                # Quality 95 at 4:4:4 can outgrow a camera's own JPEG; the stored input must stay
+                # within the limit the pipeline reads it back with.
+                encoded = await asyncio.to_thread(encode_image, img, "JPEG", quality=INPUT_FALLBACK_QUALITY)
         except ImageError as exc:
             raise JobClientError(exc.code, str(exc), field="file") from exc
         return await self.storage.put(
@@ -162,10 +179,17 @@ class JobFrontend:
         return spec.model_copy(update={"params": spec.params.model_copy(update={"fast_dev_run": fast})})
 
     async def check_inputs(self, spec: JobSpec) -> None:
+        """Every key must be an image in the owner's own scope that exists (not a record, not a
+        notebook, not another owner's input or result)."""
         keys = [("content_key", spec.content_key)] + [
             (f"style_keys.{i}", k) for i, k in enumerate(spec.style_keys)
         ]
         for field_name, key in keys:
+            if not owns_key(self.storage, spec.owner, key):
+                raise JobClientError(
+                    "foreign_key", f"{field_name}: this image belongs to someone else or is not an input; "
+                    "upload it first", field=field_name,
+                )
             try:
                 found = await self.storage.exists(key)
             except InvalidKeyError:
@@ -494,16 +518,17 @@ class JobService(JobFrontend):
         # Only the newest preview matters: keep writing until no newer one arrived meanwhile.
         while job.preview_bytes is not None:
             data, job.preview_bytes = job.preview_bytes, None
-            key = job.status.preview_key or self.storage.new_key(
-                scope=job.spec.owner, name="preview.jpg"
-            )
             try:
-                await self.storage.put_at(key, data, content_type="image/jpeg")
+                key = await self.storage.put(data, scope=job.spec.owner, name="preview.jpg",
+                                             content_type="image/jpeg")
             except Exception:
                 log.warning("could not store a preview for job %s", job.spec.job_id, exc_info=True)
                 return
-            if job.status.state is JobState.running:
-                job.update(preview_key=key)
+            old = job.status.preview_key
+            job.update(preview_key=key)
+            if old is not None:  # a new key per preview; only the latest is kept
+                with contextlib.suppress(Exception):
+                    await self.storage.delete(old)
 
     async def _persist(self, job: _Job) -> None:
         async with job.write_lock:
