@@ -5,17 +5,23 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 # torch==2.13.0 is the CPU wheel on these machines; on a GPU box see README "GPU install".
 TORCH  ?= torch==2.13.0
-# The lock: every package (pip and the build backend included) pinned to what `make lock` resolved.
-# PIP_CONSTRAINT (not -c) so that pip applies it inside the isolated build environment too.
+# The lock: every package pinned to what `make lock` resolved (docs/development.md). Installs use uv:
+# from a clean cache it installs the locked set in 24 s here, pip in 216 s (same lock, same torch).
 LOCK   := constraints.txt
-PIP    := PIP_CONSTRAINT=$(CURDIR)/$(LOCK) $(PY) -m pip
+UV_VERSION := 0.13.9
+UV     := $(VENV)/bin/uv
+# The CPU build of torch: a file on these machines' disk, else PyTorch's CPU index.
+TORCH_LINKS ?= /opt/wheels
+TORCH_SOURCE := $(if $(wildcard $(TORCH_LINKS)),--find-links $(TORCH_LINKS),\
+	--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match)
 
 .PHONY: run test lint format install lock system-deps clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q pip
-	$(PIP) install -q -e '.[all,dev]' $(TORCH)
+	test -x $(UV) || $(PY) -m pip install -q uv==$(UV_VERSION)
+	$(UV) pip install -q --python $(PY) -c $(LOCK) --build-constraint $(LOCK) $(TORCH_SOURCE) \
+		-e '.[all,dev]' $(TORCH)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -24,18 +30,16 @@ install: $(STAMP)
 system-deps:
 	@bash scripts/system-deps.sh
 
-# Resolve pyproject.toml's ranges anew in a scratch venv and write the lock. Commit the result on
-# its own ("lock: refresh"), after `make test` passes with it.
+# Resolve pyproject.toml's ranges anew and rewrite the lock (torch: the CPU build; setuptools: the
+# build backend, pinned too). Commit the result on its own ("lock: refresh") once `make test` passes.
 lock:
-	rm -rf .lock-venv
-	$(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install -q -U pip
-	.lock-venv/bin/python -m pip install -q -e '.[all,dev]' $(TORCH)
-	{ echo "# The lock for .venv: written by \`make lock\` on $$(date -u +%F), Python $$(.lock-venv/bin/python -V | cut -d' ' -f2)."; \
-	  echo "# Every install (make run, make test, CI) uses it as PIP_CONSTRAINT; do not edit by hand."; \
-	  .lock-venv/bin/python -m pip freeze --all --exclude-editable | LC_ALL=C sort -f; } > $(LOCK).tmp
-	mv $(LOCK).tmp $(LOCK)
-	rm -rf .lock-venv
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(UV) || $(PY) -m pip install -q uv==$(UV_VERSION)
+	printf '%s+cpu\nsetuptools\n' '$(TORCH)' > $(LOCK).in
+	$(UV) pip compile -q pyproject.toml $(LOCK).in --extra all --extra dev $(TORCH_SOURCE) \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --upgrade \
+		--custom-compile-command 'make lock' -o $(LOCK)
+	rm -f $(LOCK).in
 
 run: $(STAMP)
 	$(VENV)/bin/stylebot run
@@ -53,4 +57,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks
 
 clean:
-	rm -rf $(VENV) .lock-venv .pytest_cache .ruff_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info src/*.egg-info
