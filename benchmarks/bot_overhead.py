@@ -29,6 +29,7 @@ from PIL import Image
 
 from stylebot.assets import sample_path
 from stylebot.bot.app import BotApp, create_bot
+from stylebot.bot.delivery import Timing
 from stylebot.client import StyleInfo
 from stylebot.config import Settings
 from stylebot.jobs.spec import PRETRAINED_MODELS, JobSpec, JobState, JobStatus
@@ -162,8 +163,7 @@ async def main(users: int) -> int:
                 settings,
                 InstantJobs(photo),
                 bot=create_bot(tg.token, tg.base_url),
-                edit_interval=1.0,
-                watch_interval=0.2,
+                timing=Timing(edit_interval=1.0, watch_interval=0.2),
             )
             async with app:
                 await asyncio.sleep(0.5)

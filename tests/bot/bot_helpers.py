@@ -16,12 +16,23 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from stylebot.assets import sample_path
+from stylebot.bot.delivery import Timing
 from stylebot.client import JobClientError
 from stylebot.imaging import load_image
 from stylebot.jobs.spec import PRETRAINED_MODELS, JobSpec, JobState, JobStatus
 from stylebot.telegram import UserClient
 
-FAST = {"edit_interval": 0.1, "preview_interval": 0.2, "watch_interval": 0.05, "album_latency": 0.3}
+FAST_TIMING = Timing(
+    edit_interval=0.1,
+    preview_interval=0.2,
+    watch_interval=0.05,
+    retry_base=0.05,
+    retry_cap=0.2,
+    outage_notice_after=0.5,
+    claim_ttl=2.0,
+    sweep_interval=0.3,
+)
+FAST = {"timing": FAST_TIMING, "album_latency": 0.3}
 
 
 def jpeg(name: str = "chelsea.jpg", size: int = 64) -> bytes:

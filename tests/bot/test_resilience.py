@@ -31,19 +31,25 @@ async def press(user: UserClient, message: dict, contains: str) -> dict:
     return await user.wait_answer(query["id"])
 
 
+async def settings_for(backend: str, settings, monkeypatch, request):
+    """Memory storage (the default) or a flushed Redis."""
+    if backend == "memory":
+        return settings
+    redis_url = request.getfixturevalue("redis_url")
+    import redis.asyncio as aioredis
+
+    async with aioredis.from_url(redis_url) as r:
+        await r.flushdb()
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    get_settings.cache_clear()
+    return get_settings()
+
+
 @pytest.mark.parametrize("backend", ["memory", "redis"])
 async def test_restart_mid_job_delivers_once_and_tells_lost_users(
     backend, start_bot, telegram, settings, monkeypatch, request
 ) -> None:
-    if backend == "redis":
-        redis_url = request.getfixturevalue("redis_url")
-        import redis.asyncio as aioredis
-
-        async with aioredis.from_url(redis_url) as r:
-            await r.flushdb()
-        monkeypatch.setenv("REDIS_URL", redis_url)
-        get_settings.cache_clear()
-        settings = get_settings()
+    settings = await settings_for(backend, settings, monkeypatch, request)
     client = FakeJobClient(auto=False)
     first = await start_bot(client, app_settings=settings)
     async with (
@@ -77,6 +83,42 @@ async def test_restart_mid_job_delivers_once_and_tells_lost_users(
         else:
             # Redis kept the conversation: the old choice still works.
             assert (await press(choosing_user, pending_choice, "Cézanne")).get("text") == "Started."
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+@pytest.mark.parametrize("how", ["button", "command"])
+async def test_a_job_can_be_stopped_after_a_restart(
+    backend, how, start_bot, telegram, settings, monkeypatch, request
+) -> None:
+    """The pending record, not the lost conversation, says what runs: /start, Cancel and /cancel see it."""
+    settings = await settings_for(backend, settings, monkeypatch, request)
+    client = FakeJobClient(auto=False)
+    first = await start_bot(client, app_settings=settings)
+    async with UserClient(telegram.base_url, user_id=4101) as u:
+        choice = await to_choice(u)
+        await press(u, choice, "Monet")
+        progress = await reply_to(u, choice, lambda m: "50%" in text_of(m), timeout=10)
+        await first.stop()
+        await start_bot(client, app_settings=settings)
+        hello = await u.send_command("start")
+        said = await reply_to(u, hello, lambda m: "Hi" in text_of(m))
+        assert "still running" in text_of(said) and "/cancel" in text_of(said)
+        if how == "button":
+            assert (await press(u, progress, "Cancel")).get("text") == "Cancelled."
+        else:
+            stop = await u.send_command("cancel")
+            await reply_to(u, stop, lambda m: "Stopped your stylization" in text_of(m))
+        job_id = next(iter(client.jobs))
+        assert client.cancelled == [job_id]
+        client.jobs[job_id].release.set()
+        await asyncio.sleep(0.5)
+        assert not any(is_result(m) for m in await u.bot_messages())
+        shown = next(m for m in await u.history() if m["message_id"] == progress["message_id"])
+        assert "Cancelled" in text_of(shown) and not shown.get("reply_markup")
+        # Nothing runs any more: a new photo and a style start a job at once.
+        again = await to_choice(u)
+        assert (await press(u, again, "Cézanne")).get("text") == "Started."
+        await reply_to(u, again, lambda m: "50%" in text_of(m), timeout=10)
 
 
 async def test_flood_control_backs_off_and_delivers(settings, caplog) -> None:

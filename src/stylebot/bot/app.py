@@ -19,7 +19,7 @@ from aiogram.types import BotCommand, ErrorEvent
 from aiogram.utils.callback_answer import CallbackAnswerMiddleware
 from aiogram.utils.i18n import gettext as _
 
-from stylebot.bot.delivery import JobRunner
+from stylebot.bot.delivery import JobRunner, Timing
 from stylebot.bot.handlers import routers
 from stylebot.bot.handlers.common import Services
 from stylebot.bot.i18n import UserLocaleMiddleware, make_i18n
@@ -78,9 +78,7 @@ class BotApp:
         client: JobClient,
         *,
         bot: Bot | None = None,
-        edit_interval: float = 1.5,
-        preview_interval: float = 6.0,
-        watch_interval: float = 1.0,
+        timing: Timing | None = None,
         album_latency: float = 0.6,
     ) -> None:
         if bot is None:
@@ -98,9 +96,7 @@ class BotApp:
             pending=self.pending,
             storage=self.storage,
             i18n=self.i18n,
-            edit_interval=edit_interval,
-            preview_interval=preview_interval,
-            watch_interval=watch_interval,
+            timing=timing,
         )
         self.dispatcher = self._build_dispatcher(album_latency)
         self._polling: asyncio.Task[None] | None = None

@@ -16,13 +16,14 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import StateType, StorageKey
 from aiogram.fsm.storage.memory import MemoryStorage
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from stylebot.bot.conversation import Content
 from stylebot.bot.prefs import PREFS_DESTINY
 
 
@@ -41,7 +42,12 @@ def _read_json(path: Path) -> Any:
 
 
 class PendingDelivery(BaseModel):
-    """One submitted job whose result has not reached its chat yet."""
+    """One submitted job whose result has not reached its chat yet: the truth about what runs.
+
+    ``phase`` is ``running`` until the result is about to be sent, then ``sending``; the record
+    is dropped as soon as Telegram has accepted the result. A record found at start still in
+    ``sending`` may or may not have reached the chat: it is sent again with a note saying so.
+    """
 
     job_id: str
     chat_id: int
@@ -49,15 +55,30 @@ class PendingDelivery(BaseModel):
     locale: str = "en"
     style: str | None = Field(None, description="pretrained model name, None for the user's images")
     style_count: int = 0
+    styles: list[str] = Field(default_factory=list)
+    weights: list[float] | None = None
     as_document: bool = False
     progress_message_id: int | None = None
+    progress_is_photo: bool = False
+    shown_preview: str | None = None
     flow: str = ""
-    content: dict[str, Any] = Field(default_factory=dict)
+    content: Content | None = None
+    phase: Literal["running", "sending"] = "running"
     submitted_at: float = Field(default_factory=time.time)
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _old_content(cls, v: Any) -> Any:
+        # Records written before the typed conversation kept the content as a dict, maybe empty.
+        return v or None
 
 
 class PendingStore(Protocol):
     async def put(self, record: PendingDelivery) -> None: ...
+
+    async def update(self, record: PendingDelivery) -> bool:
+        """Write only if the record still exists (never resurrect a cancelled job)."""
+        ...
 
     async def remove(self, job_id: str) -> bool:
         """Remove; True only for the caller that actually removed it (delivers exactly once)."""
@@ -67,23 +88,55 @@ class PendingStore(Protocol):
 
     async def all(self) -> list[PendingDelivery]: ...
 
+    async def for_chat(self, chat_id: int, user_id: int | None = None) -> list[PendingDelivery]: ...
+
+    async def claim(self, job_id: str, ttl: float) -> bool:
+        """Become the one process that watches and delivers this job, for ``ttl`` seconds."""
+        ...
+
+    async def renew(self, job_id: str, ttl: float) -> bool:
+        """Extend a claim this process holds; False when it was lost (another process took over)."""
+        ...
+
+    async def release(self, job_id: str) -> None: ...
+
     async def aclose(self) -> None: ...
 
 
+def _of_chat(records: list[PendingDelivery], chat_id: int, user_id: int | None) -> list[PendingDelivery]:
+    found = [r for r in records if r.chat_id == chat_id and (user_id is None or r.user_id == user_id)]
+    return sorted(found, key=lambda r: r.submitted_at)
+
+
 class JsonPendingStore:
+    """One process: a JSON file, written atomically on every change; claims always succeed."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = asyncio.Lock()
         raw = _read_json(path) or {}
-        self._records = {k: PendingDelivery.model_validate(v) for k, v in raw.items()}
+        self._records: dict[str, PendingDelivery] = {}
+        for key, value in raw.items():
+            try:
+                self._records[key] = PendingDelivery.model_validate(value)
+            except ValidationError:
+                continue
 
     def _flush(self) -> None:
-        _atomic_write_json(self.path, {k: v.model_dump() for k, v in self._records.items()})
+        _atomic_write_json(self.path, {k: v.model_dump(mode="json") for k, v in self._records.items()})
 
     async def put(self, record: PendingDelivery) -> None:
         async with self._lock:
-            self._records[record.job_id] = record
+            self._records[record.job_id] = record.model_copy(deep=True)
             self._flush()
+
+    async def update(self, record: PendingDelivery) -> bool:
+        async with self._lock:
+            if record.job_id not in self._records:
+                return False
+            self._records[record.job_id] = record.model_copy(deep=True)
+            self._flush()
+            return True
 
     async def remove(self, job_id: str) -> bool:
         async with self._lock:
@@ -93,22 +146,56 @@ class JsonPendingStore:
             return True
 
     async def get(self, job_id: str) -> PendingDelivery | None:
-        return self._records.get(job_id)
+        record = self._records.get(job_id)
+        return record.model_copy(deep=True) if record else None
 
     async def all(self) -> list[PendingDelivery]:
-        return list(self._records.values())
+        return [r.model_copy(deep=True) for r in self._records.values()]
+
+    async def for_chat(self, chat_id: int, user_id: int | None = None) -> list[PendingDelivery]:
+        return _of_chat(await self.all(), chat_id, user_id)
+
+    async def claim(self, job_id: str, ttl: float) -> bool:
+        return True
+
+    async def renew(self, job_id: str, ttl: float) -> bool:
+        return True
+
+    async def release(self, job_id: str) -> None:
+        return None
 
     async def aclose(self) -> None:
         return None
 
 
+_UPDATE_IF_EXISTS = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
 class RedisPendingStore:
+    """Shared by every bot process of one bot: a Redis hash of records, and per-job claims.
+
+    A claim is a Redis lock (``redis-py``'s ``Lock``: ``SET NX PX`` with a random token, renewed
+    while the process watches the job). A process that dies stops renewing; when its claims
+    expire, another process's sweep claims the records and delivers them.
+    """
+
     def __init__(self, redis: Any, bot_id: int) -> None:
         self.redis = redis
         self.key = f"stylebot:pending:{bot_id}"
+        self._claims: dict[str, Any] = {}
+        self._update = redis.register_script(_UPDATE_IF_EXISTS)
 
     async def put(self, record: PendingDelivery) -> None:
         await self.redis.hset(self.key, record.job_id, record.model_dump_json())
+
+    async def update(self, record: PendingDelivery) -> bool:
+        return bool(await self._update(keys=[self.key], args=[record.job_id, record.model_dump_json()]))
 
     async def remove(self, job_id: str) -> bool:
         return bool(await self.redis.hdel(self.key, job_id))
@@ -119,7 +206,42 @@ class RedisPendingStore:
 
     async def all(self) -> list[PendingDelivery]:
         raw = await self.redis.hgetall(self.key)
-        return [PendingDelivery.model_validate_json(v) for v in raw.values()]
+        records = []
+        for value in raw.values():
+            with contextlib.suppress(ValidationError):
+                records.append(PendingDelivery.model_validate_json(value))
+        return records
+
+    async def for_chat(self, chat_id: int, user_id: int | None = None) -> list[PendingDelivery]:
+        return _of_chat(await self.all(), chat_id, user_id)
+
+    async def claim(self, job_id: str, ttl: float) -> bool:
+        lock = self.redis.lock(f"{self.key}:owner:{job_id}", timeout=ttl, blocking=False)
+        if not await lock.acquire():
+            return False
+        self._claims[job_id] = lock
+        return True
+
+    async def renew(self, job_id: str, ttl: float) -> bool:
+        from redis.exceptions import LockError
+
+        lock = self._claims.get(job_id)
+        if lock is None:
+            return False
+        try:
+            await lock.extend(ttl, replace_ttl=True)
+        except LockError:
+            self._claims.pop(job_id, None)
+            return False
+        return True
+
+    async def release(self, job_id: str) -> None:
+        from redis.exceptions import LockError
+
+        lock = self._claims.pop(job_id, None)
+        if lock is not None:
+            with contextlib.suppress(LockError):
+                await lock.release()
 
     async def aclose(self) -> None:
         return None

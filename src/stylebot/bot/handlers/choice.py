@@ -22,11 +22,11 @@ from stylebot.bot.callbacks import (
     ResultButton,
     StyleChoice,
 )
+from stylebot.bot.conversation import Conversation
 from stylebot.bot.handlers.common import (
     Services,
     choice_text_and_markup,
-    drop_panel,
-    new_flow,
+    reset_conversation,
     send_panel,
     styles_panel_text,
     submit_job,
@@ -45,14 +45,14 @@ def stale_text() -> str:
 
 
 async def is_current(state: FSMContext, flow: str) -> bool:
-    return bool(flow) and (await state.get_data()).get("flow") == flow
+    return bool(flow) and (await Conversation.load(state)).flow == flow
 
 
 async def remove_keyboard(bot: Bot, query: CallbackQuery, state: FSMContext | None = None) -> None:
     """Take the buttons off the pressed message, unless it is the user's current panel."""
     if query.message is None:
         return
-    if state is not None and (await state.get_data()).get("panel") == query.message.message_id:
+    if state is not None and (await Conversation.load(state)).panel == query.message.message_id:
         return
     with contextlib.suppress(TelegramBadRequest):
         await bot.edit_message_reply_markup(
@@ -103,15 +103,14 @@ async def style_chosen(
         return
     assert query.message is not None
     if callback_data.action is ChoiceAction.cancel:
-        data = await state.get_data()
-        await drop_panel(bot, query.message.chat.id, data)
-        await state.set_state(None)
-        await state.set_data({k: data[k] for k in ("job_id", "last_result") if k in data})
+        await reset_conversation(bot, query.message.chat.id, state)
         await bot.send_message(query.message.chat.id, _("Cancelled. Send a new photo whenever you like."))
         return
     if callback_data.action is ChoiceAction.mine:
         await state.set_state(Flow.collecting_styles)
-        await state.update_data(styles=[], weights=None)
+        conv = await Conversation.load(state)
+        conv.styles, conv.weights = [], None
+        await conv.save(state)
         await send_panel(
             bot,
             query.message.chat.id,
@@ -150,12 +149,9 @@ async def multi_pressed(
         await remove_keyboard(bot, query, state)
         return
     assert query.message is not None
-    data = await state.get_data()
-    styles = data.get("styles", [])
+    styles = (await Conversation.load(state)).styles
     if callback_data.action is MultiAction.cancel:
-        await drop_panel(bot, query.message.chat.id, data)
-        await state.set_state(None)
-        await state.set_data({k: data[k] for k in ("job_id", "last_result") if k in data})
+        await reset_conversation(bot, query.message.chat.id, state)
         await bot.send_message(query.message.chat.id, _("Cancelled. Send a new photo whenever you like."))
         return
     if not styles:
@@ -187,30 +183,21 @@ async def result_pressed(
     callback_answer: CallbackAnswer,
 ) -> None:
     assert query.message is not None
-    data = await state.get_data()
-    last = data.get("last_result") or {}
-    if last.get("job") != callback_data.job:
+    conv = await Conversation.load(state)
+    last = conv.last_result
+    if last is None or last.job != callback_data.job:
         callback_answer.text = stale_text()
         await remove_keyboard(bot, query, state)
         return
     await remove_keyboard(bot, query)
     if callback_data.action is ResultAction.new_photo:
-        await drop_panel(bot, query.message.chat.id, data)
-        await state.set_state(None)
-        await state.set_data({k: data[k] for k in ("job_id",) if k in data})
+        await reset_conversation(bot, query.message.chat.id, state)
         await bot.send_message(query.message.chat.id, _("Send me a new photo."))
         return
-    flow = new_flow()
-    await drop_panel(bot, query.message.chat.id, data)
-    await state.set_data(
-        {
-            **{k: data[k] for k in ("job_id",) if k in data},
-            "flow": flow,
-            "content": last["content"],
-            "styles": [],
-            "weights": None,
-        }
-    )
+    await reset_conversation(bot, query.message.chat.id, state)
+    conv = await Conversation.load(state)
+    flow = conv.start(last.content)
+    await conv.save(state)
     await state.set_state(Flow.choosing_style)
     text, markup = await choice_text_and_markup(services, flow)
     await send_panel(bot, query.message.chat.id, state, text, markup)
@@ -225,14 +212,12 @@ async def job_cancel_pressed(
     bot: Bot,
     callback_answer: CallbackAnswer,
 ) -> None:
-    data = await state.get_data()
-    if data.get("job_id") != callback_data.job_id:
+    assert query.message is not None
+    # The pending record, not this process's memory, says whether the job still runs.
+    if not await services.runner.cancel(callback_data.job_id, chat_id=query.message.chat.id):
         callback_answer.text = stale_text()
         await remove_keyboard(bot, query, state)
         return
-    await services.runner.cancel(callback_data.job_id)
-    data.pop("job_id", None)
-    await state.set_data(data)
     callback_answer.text = _("Cancelled.")
 
 

@@ -8,7 +8,8 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
-from stylebot.bot.handlers.common import Services, drop_panel
+from stylebot.bot.conversation import Conversation
+from stylebot.bot.handlers.common import Services, reset_conversation
 from stylebot.bot.styles import style_title
 from stylebot.jobs.spec import MAX_STYLES
 
@@ -16,13 +17,19 @@ router = Router(name="commands")
 
 
 @router.message(CommandStart())
-async def start(message: Message, state: FSMContext) -> None:
-    data = await state.get_data()
+async def start(message: Message, state: FSMContext, services: Services) -> None:
     assert message.bot is not None
-    await drop_panel(message.bot, message.chat.id, data)
-    await state.set_state(None)
-    await state.set_data({k: data[k] for k in ("job_id", "last_result") if k in data})
+    await reset_conversation(message.bot, message.chat.id, state)
     name = message.from_user.first_name if message.from_user else ""
+    running = await services.runner.running_for(message.chat.id)
+    if running is not None:
+        await message.answer(
+            _(
+                "Hi, {name}! Your stylization is still running: its progress message is above, and the "
+                "result will come here. To stop it, press Cancel under that message or send /cancel."
+            ).format(name=name)
+        )
+        return
     await message.answer(
         _(
             "Hi, {name}! I restyle photos: in the style of pictures you send me, "
@@ -54,12 +61,12 @@ async def help_command(message: Message, services: Services) -> None:
 @router.message(Command("cancel"))
 async def cancel(message: Message, state: FSMContext, services: Services) -> None:
     assert message.bot is not None
-    data = await state.get_data()
-    had_state = await state.get_state() is not None or bool(data.get("content"))
-    job_id = data.get("job_id")
-    cancelled_job = await services.runner.cancel(job_id) if job_id else False
-    await drop_panel(message.bot, message.chat.id, data)
-    await state.clear()
+    conv = await Conversation.load(state)
+    had_state = await state.get_state() is not None or conv.content is not None
+    cancelled_job = False
+    for rec in await services.runner.pending.for_chat(message.chat.id):
+        cancelled_job = await services.runner.cancel(rec.job_id, chat_id=message.chat.id) or cancelled_job
+    await reset_conversation(message.bot, message.chat.id, state)
     if cancelled_job:
         await message.answer(
             _("Stopped your stylization and cleared everything. Send a new photo whenever you like.")

@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
@@ -18,6 +16,7 @@ from aiogram.utils.chat_action import ChatActionSender
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
+from stylebot.bot.conversation import Content, Conversation
 from stylebot.bot.delivery import JobRunner
 from stylebot.bot.keyboards import multi_style_keyboard, style_choice_keyboard
 from stylebot.bot.media import BadImage, ImageRef, download_image, image_ref
@@ -45,10 +44,6 @@ class Services:
     i18n: I18n
 
 
-def new_flow() -> str:
-    return secrets.token_hex(4)
-
-
 def owner_of(chat_id: int) -> str:
     return f"chat:{chat_id}"
 
@@ -72,9 +67,9 @@ def client_error_text(exc: JobClientError) -> str:
     return _("The style service refused this request. Please send the photo again.")
 
 
-async def drop_panel(bot: Bot, chat_id: int, data: dict[str, Any]) -> None:
+async def drop_panel(bot: Bot, chat_id: int, conv: Conversation) -> None:
     """Remove the keyboard of the previous panel so only the current buttons remain."""
-    panel = data.pop("panel", None)
+    panel, conv.panel = conv.panel, None
     if panel:
         with contextlib.suppress(TelegramAPIError):
             await bot.edit_message_reply_markup(chat_id=chat_id, message_id=panel, reply_markup=None)
@@ -83,10 +78,21 @@ async def drop_panel(bot: Bot, chat_id: int, data: dict[str, Any]) -> None:
 async def send_panel(
     bot: Bot, chat_id: int, state: FSMContext, text: str, markup: InlineKeyboardMarkup
 ) -> None:
-    data = await state.get_data()
-    await drop_panel(bot, chat_id, data)
+    conv = await Conversation.load(state)
+    await drop_panel(bot, chat_id, conv)
     sent = await bot.send_message(chat_id, text, reply_markup=markup)
-    await state.update_data(panel=sent.message_id)
+    conv.panel = sent.message_id
+    await conv.save(state)
+
+
+async def reset_conversation(bot: Bot, chat_id: int, state: FSMContext) -> Conversation:
+    """Back to idle: the panel loses its buttons; the last result (for its buttons) stays."""
+    conv = await Conversation.load(state)
+    await drop_panel(bot, chat_id, conv)
+    conv.reset()
+    await state.set_state(None)
+    await conv.save(state)
+    return conv
 
 
 async def choice_text_and_markup(services: Services, flow: str) -> tuple[str, InlineKeyboardMarkup]:
@@ -166,13 +172,12 @@ async def accept_content(
     except JobClientError as exc:
         await message.answer(client_error_text(exc))
         return
-    content = {"key": keys[0], "as_document": content_ref.as_document, "thumb": content_ref.thumb_file_id}
-    flow = new_flow()
+    content = Content(key=keys[0], as_document=content_ref.as_document, thumb=content_ref.thumb_file_id)
     async with services.locks(state):
-        data = await state.get_data()
-        await drop_panel(bot, message.chat.id, data)
-        keep = {k: data[k] for k in ("job_id", "last_result") if k in data}
-        await state.set_data({**keep, "flow": flow, "content": content, "styles": keys[1:], "weights": None})
+        conv = await Conversation.load(state)
+        await drop_panel(bot, message.chat.id, conv)
+        flow = conv.start(content, keys[1:])
+        await conv.save(state)
     if too_many:
         await message.answer(
             _(
@@ -207,8 +212,7 @@ async def add_style_images(
     assert bot is not None
     items = album or [message]
     refs = [r for r in (image_ref(m) for m in items) if r is not None]
-    data = await state.get_data()
-    have = len(data.get("styles", []))
+    have = len((await Conversation.load(state)).styles)
     if have + len(refs) > MAX_STYLES:
         await message.answer(
             _(
@@ -228,18 +232,19 @@ async def add_style_images(
         await message.answer(client_error_text(exc))
         return
     async with services.locks(state):
-        data = await state.get_data()
-        styles = [*data.get("styles", []), *keys]
+        conv = await Conversation.load(state)
+        styles = [*conv.styles, *keys]
         if len(styles) > MAX_STYLES:
             await message.answer(_("The limit is {max} style images.").format(max=MAX_STYLES))
             return
-        await state.update_data(styles=styles, weights=None)
+        conv.styles, conv.weights = styles, None
+        await conv.save(state)
     await send_panel(
         bot,
         message.chat.id,
         state,
         styles_panel_text(len(styles), None),
-        multi_style_keyboard(data["flow"], len(styles)),
+        multi_style_keyboard(conv.flow, len(styles)),
     )
 
 
@@ -255,12 +260,15 @@ async def submit_job(
     model: str | None,
 ) -> str | None:
     """Submit the current conversation's job; returns a user-facing error text or None."""
-    data = await state.get_data()
-    content = data.get("content")
-    if not content:
+    conv = await Conversation.load(state)
+    content = conv.content
+    if content is None:
         return _("I no longer have your photo. Please send it again.")
-    styles = data.get("styles") or []
-    weights = data.get("weights")
+    if (running := await services.runner.running_for(chat_id, user_id)) is not None:
+        log.info("chat %s asked for a second job while %s runs", chat_id, running.job_id)
+        return client_error_text(JobClientError("owner_limit", "one job at a time"))
+    styles = [] if model else conv.styles
+    weights = conv.weights if conv.weights and len(conv.weights) == len(styles) else None
     params = JobParams(
         size=prefs.size,
         strength=prefs.strength_value,
@@ -273,7 +281,7 @@ async def submit_job(
             job_id=job_id,
             owner=owner_of(chat_id),
             kind=JobKind.cyclegan,
-            content_key=content["key"],
+            content_key=content.key,
             model=model,
             params=params,
         )
@@ -282,9 +290,9 @@ async def submit_job(
             job_id=job_id,
             owner=owner_of(chat_id),
             kind=JobKind.nst,
-            content_key=content["key"],
+            content_key=content.key,
             style_keys=styles,
-            style_weights=weights if weights and len(weights) == len(styles) else None,
+            style_weights=weights,
             params=params,
         )
     rec = PendingDelivery(
@@ -294,21 +302,28 @@ async def submit_job(
         locale=locale,
         style=model,
         style_count=len(styles),
-        as_document=bool(content.get("as_document")),
-        flow=data.get("flow", ""),
-        content=dict(content),
+        styles=styles,
+        weights=weights,
+        as_document=content.as_document,
+        flow=conv.flow,
+        content=content,
     )
     # The job may finish before submit() returns (fast jobs): record it first, restore on refusal.
     previous_state = await state.get_state()
+    before = conv.model_copy(deep=True)
     await state.set_state(None)
-    await state.set_data(
-        {"job_id": job_id, **({"last_result": data["last_result"]} if "last_result" in data else {})}
-    )
+    conv.job = job_id
+    await conv.save(state)
     try:
-        await services.runner.submit(spec, rec, content.get("thumb"))
+        await services.runner.submit(spec, rec, content.thumb)
     except JobClientError as exc:
         await state.set_state(previous_state)
-        await state.set_data(data)
+        await before.save(state)
         return client_error_text(exc)
-    await drop_panel(bot, chat_id, data)
+    conv = await Conversation.load(state)
+    await drop_panel(bot, chat_id, before)
+    if conv.panel == before.panel:
+        conv.panel = None
+    conv.reset()
+    await conv.save(state)
     return None

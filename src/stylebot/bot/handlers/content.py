@@ -9,6 +9,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
 
+from stylebot.bot.conversation import Conversation
 from stylebot.bot.handlers.common import (
     Services,
     accept_content,
@@ -52,8 +53,8 @@ async def style_image(
 
 @router.message(Flow.entering_weights, F.text & ~F.text.startswith("/"))
 async def weights_entered(message: Message, state: FSMContext) -> None:
-    data = await state.get_data()
-    count = len(data.get("styles", []))
+    conv = await Conversation.load(state)
+    count = len(conv.styles)
     weights = parse_weights(message.text or "")
     if weights is None or len(weights) != count:
         await message.answer(
@@ -63,7 +64,8 @@ async def weights_entered(message: Message, state: FSMContext) -> None:
             ).format(n=count, example=" ".join(["1"] * (count - 1) + ["2"]))
         )
         return
-    await state.update_data(weights=weights)
+    conv.weights = weights
+    await conv.save(state)
     await state.set_state(Flow.collecting_styles)
     assert message.bot is not None
     await send_panel(
@@ -71,7 +73,7 @@ async def weights_entered(message: Message, state: FSMContext) -> None:
         message.chat.id,
         state,
         styles_panel_text(count, weights),
-        multi_style_keyboard(data["flow"], count),
+        multi_style_keyboard(conv.flow, count),
     )
 
 
@@ -88,7 +90,7 @@ def parse_weights(text: str) -> list[float] | None:
 
 @router.message(Flow.entering_weights)
 async def weights_wrong(message: Message, state: FSMContext) -> None:
-    count = len((await state.get_data()).get("styles", []))
+    count = len((await Conversation.load(state)).styles)
     kind = input_kind(message)
     prefix = "" if kind is InputKind.text else wrong_input_reply(kind) + "\n"
     if is_image(message):
