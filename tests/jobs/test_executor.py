@@ -150,3 +150,26 @@ def test_the_kernel_really_runs_with_the_scrubbed_environment(tmp_path: Path, se
     for secret in SECRETS:
         assert secret not in seen
     assert "API_TOKEN" not in seen and "AWS_SECRET_ACCESS_KEY" not in seen
+
+
+async def test_instant_gallery_and_sheet_jobs_run_through_their_notebooks(
+    tmp_path: Path, full_models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_pipeline import ff_spec
+
+    monkeypatch.setenv("STYLEBOT_MODELS_DIR", str(full_models_dir))
+    settings = Settings(storage_dir=tmp_path / "storage", models_dir=full_models_dir, device="cpu",
+                        executor="papermill")
+    storage = LocalStorage(settings.storage_dir)
+    specs = [
+        await ff_spec(storage, "nst", styles=1, params={"preset": "instant", "size": 64}),
+        await ff_spec(storage, "gallery", gallery={7: 1.0}, params={"size": 64}),
+        await ff_spec(storage, "sheet"),
+    ]
+    sizes = []
+    for spec in specs:
+        outcome = await run_job(spec, storage, settings, on_progress=lambda p: None, cancel=CancelToken())
+        sizes.append(Image.open(io.BytesIO(await storage.get(outcome.result_key))).size)
+    assert max(sizes[0]) == 64 and max(sizes[1]) == 64 and sizes[2][0] > 1000
+    saved = await storage.list("stylebot/notebooks/ok/")
+    assert sorted(k.rsplit("/", 1)[1].split("-", 1)[0] for k in saved) == ["gallery", "nst", "sheet"]

@@ -213,3 +213,65 @@ def test_job_failed_survives_pickling() -> None:
 
     copy = pickle.loads(pickle.dumps(JobFailed("input_missing", "Please send it again.")))
     assert (copy.code, copy.message) == ("input_missing", "Please send it again.")
+
+
+# --- feed-forward kinds: instant, gallery, sheet (real networks from PyPI) --------------------------
+@pytest.fixture
+def ff_settings(tmp_path: Path, full_models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("STYLEBOT_MODELS_DIR", str(full_models_dir))
+    return Settings(storage_dir=tmp_path / "storage", models_dir=full_models_dir, device="cpu")
+
+
+async def ff_spec(storage: LocalStorage, kind: str, *, styles: int = 0, **fields: object) -> JobSpec:
+    content = await storage.put(tiny_jpeg("chelsea.jpg", 96), scope="chat:9", name="content.jpg")
+    style_keys = [await storage.put(tiny_jpeg("texture_brick.jpg", 64), scope="chat:9", name="style.jpg")
+                  for _ in range(styles)]
+    params = fields.pop("params", {})
+    return JobSpec(job_id=uuid.uuid4().hex, owner="chat:9", kind=kind, content_key=content,
+                   style_keys=style_keys, params=JobParams(**params), **fields)  # type: ignore[arg-type]
+
+
+async def _result(storage: LocalStorage, outcome: JobOutcome) -> Image.Image:
+    return Image.open(io.BytesIO(await storage.get(outcome.result_key)))
+
+
+async def test_instant_job_runs_the_feed_forward_network_only(
+    storage: LocalStorage, ff_settings: Settings
+) -> None:
+    spec = await ff_spec(storage, "nst", styles=1, params={"preset": "instant", "size": 80})
+    progress = Recorder()
+    outcome = await run_job(spec, storage, ff_settings, on_progress=progress, cancel=CancelToken())
+    result = await _result(storage, outcome)
+    assert max(result.size) == 80 and outcome.losses is None
+    assert len(progress.events) == 1 and progress.events[0].preview is not None
+    assert progress.events[0].fraction == 1.0
+
+
+async def test_gallery_job_and_its_blend_differ(storage: LocalStorage, ff_settings: Settings) -> None:
+    one = await ff_spec(storage, "gallery", gallery={3: 1.0}, params={"size": 64})
+    blend = await ff_spec(storage, "gallery", gallery={3: 0.5, 12: 0.5}, params={"size": 64})
+    a = await _result(storage, await run_job(one, storage, ff_settings, on_progress=lambda p: None,
+                                             cancel=CancelToken()))
+    b = await _result(storage, await run_job(blend, storage, ff_settings, on_progress=lambda p: None,
+                                             cancel=CancelToken()))
+    assert a.size == b.size and max(a.size) == 64
+    assert np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).mean() > 2
+
+
+async def test_sheet_job_shows_the_gallery_and_the_installed_cyclegans(
+    storage: LocalStorage, ff_settings: Settings
+) -> None:
+    spec = await ff_spec(storage, "sheet")
+    outcome = await run_job(spec, storage, ff_settings, on_progress=lambda p: None, cancel=CancelToken())
+    sheet = await _result(storage, outcome)
+    # 26 gallery tiles + the two installed CycleGANs = 28 tiles: 8 columns, 4 rows of 128-px tiles.
+    assert sheet.width == 4 + 8 * 132 and sheet.height == 4 + 4 * 150
+
+
+async def test_feed_forward_job_without_the_networks_is_model_not_installed(
+    storage: LocalStorage, settings: Settings
+) -> None:
+    spec = await ff_spec(storage, "gallery", gallery={1: 1.0})
+    with pytest.raises(JobFailed) as info:
+        await run_job(spec, storage, settings, on_progress=lambda p: None, cancel=CancelToken())
+    assert info.value.code == "model_not_installed"

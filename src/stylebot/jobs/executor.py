@@ -38,7 +38,7 @@ from stylebot.storage.base import StorageError
 
 if TYPE_CHECKING:
     from stylebot.config import Settings
-    from stylebot.ml.nst import CancelToken
+    from stylebot.ml.runtime import CancelToken
     from stylebot.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ async def run_papermill(
     on_progress: Callable[[JobProgress], None],
     cancel: CancelToken,
 ) -> JobOutcome:
-    from stylebot.ml.nst import Cancelled
+    from stylebot.ml.runtime import Cancelled
 
     started = time.monotonic()
     config = ComputeConfig.for_job(spec, settings)

@@ -28,7 +28,7 @@ from stylebot.jobs.pipeline import (
     decode_inputs,
 )
 from stylebot.jobs.spec import JobKind, JobSpec
-from stylebot.ml.nst import Cancelled, CancelToken
+from stylebot.ml.runtime import Cancelled, CancelToken
 
 CONTENT_FILE = "content.input"
 STYLE_FILE = "style_{}.input"
@@ -144,6 +144,11 @@ def show_images(run: NotebookRun) -> Any:
         panels += [(f"style {i + 1} (weight {w:.2f})", s)
                    for i, (s, w) in enumerate(zip(run.styles, run.spec.weights, strict=True))]
         panels.append(("result", run.result.image))
+    elif run.spec.kind is JobKind.gallery:
+        blend = ", ".join(f"{i}:{w:g}" for i, w in (run.spec.gallery or {}).items())
+        panels.append((f"result (gallery {blend})", run.result.image))
+    elif run.spec.kind is JobKind.sheet:
+        panels.append(("gallery sheet", run.result.image))
     else:
         panels.append((f"result ({run.spec.model})", run.result.image))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)

