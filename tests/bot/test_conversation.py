@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 
 import pytest
 from bot_helpers import FakeJobClient, button, buttons, jpeg, png, reply_to, text_of
@@ -81,7 +82,7 @@ async def test_album_gives_content_and_styles_then_weights(start_bot, user) -> N
     assert ask
     assert (await choose(user, panel2, "Stylize")).get("text") == "Started."
     result = await reply_to(user, panel2, is_result)
-    assert "your style images (2)" in text_of(result)
+    assert "your 2 style images" in text_of(result)
     spec = next(iter(client.jobs.values())).spec
     assert spec.kind == "nst" and len(spec.style_keys) == 2 and spec.style_weights == [2.0, 1.0]
 
@@ -370,3 +371,43 @@ async def test_russian_from_language_code_and_switch_in_settings(start_bot, tele
         await reply_to(en, choice, lambda m: "photo" in m and "⏱" in text_of(m))
     params = next(iter(client.jobs.values())).spec.params
     assert (params.size, params.strength, params.preserve_colors) == (768, 3.0, True)
+
+
+def animated(fmt: str = "GIF", frames: int = 3, size: int = 48) -> bytes:
+    """A small animation whose first frame is red and whose other frames are blue."""
+    from PIL import Image
+
+    colours = [(220, 20, 20)] + [(20, 20, 220)] * (frames - 1)
+    images = [Image.new("RGB", (size, size), c) for c in colours]
+    buf = io.BytesIO()
+    images[0].save(buf, fmt, save_all=frames > 1, append_images=images[1:], duration=100, loop=0)
+    return buf.getvalue()
+
+
+async def test_gifs_videos_and_animated_webp_use_the_first_frame_and_say_so(start_bot, user) -> None:
+    from stylebot.imaging import load_image
+
+    client = FakeJobClient()
+    await start_bot(client)
+    # A GIF as Telegram's apps send it (an animation message): its first frame becomes the photo.
+    sent = await user.send_animation(animated())
+    said = await reply_to(user, sent, lambda m: "first frame" in text_of(m))
+    assert "That was an animation or a video" in text_of(said)
+    choice = await reply_to(user, sent, is_choice)
+    first = load_image(client.inputs[max(client.inputs, key=list(client.inputs).index)])
+    assert first.getpixel((first.width // 2, first.height // 2))[0] > 150  # red: the first frame
+    # An animated WebP as a style image: the same note, and it counts as one style image.
+    await choose(user, choice, "My style images")
+    prompt = await reply_to(user, choice, lambda m: "Send 1–5 style images" in text_of(m))
+    webp = await user.send_document(animated("WEBP"), filename="moving.webp", mime_type="image/webp")
+    await reply_to(user, webp, lambda m: "first frame" in text_of(m))
+    await reply_to(user, webp, lambda m: "Style images: 1 of 5" in text_of(m))
+    # A still GIF file is just an image: no note.
+    still = await user.send_document(animated(frames=1), filename="still.gif", mime_type="image/gif")
+    await reply_to(user, still, lambda m: "Style images: 2 of 5" in text_of(m))
+    later = [m for m in await user.bot_messages() if m["message_id"] > still["message_id"]]
+    assert not any("first frame" in text_of(m) for m in later) and prompt
+    # A video the emulator has no frame for: said plainly, nothing changes.
+    video = await user.send_animation(b"\x00\x00\x00\x18ftypmp42", filename="v.mp4", mime_type="video/mp4")
+    reply = await reply_to(user, video)
+    assert "could not get one from this file" in text_of(reply)

@@ -132,6 +132,38 @@ async def test_flood_control_backs_off_and_delivers(settings, caplog) -> None:
     assert "flood control" in caplog.text
 
 
+async def test_a_flood_gets_one_answer_and_the_chat_pace_is_kept(settings) -> None:
+    """30 texts in a burst get one reply; different messages each get theirs, paced so that a
+    Telegram holding the bot to 1 message/s (bursts of 3) never has to refuse one."""
+    from stylebot.bot.middlewares import ChatPacer
+    from stylebot.telegram.state import FloodLimit as Limit
+
+    async with LocalTelegram(flood_limit=Limit(per_second=1.0, burst=3)) as tg:
+        bot = create_bot(tg.token, tg.base_url, pacer=ChatPacer(per_second=1.0, burst=3))
+        app = BotApp(settings, FakeJobClient(), bot=bot, **{**FAST, "burst_gap": 1.0})
+        async with app, UserClient(tg.base_url, user_id=5101) as user:
+            first = await user.send_text("hello")
+            for i in range(29):
+                await user.send_text(f"hello {i}")
+            answer = await reply_to(user, first)
+            assert "Send me a photo" in text_of(answer)
+            await asyncio.sleep(1.5)
+            assert len(await user.bot_messages()) == 1
+            assert app.bursts.dropped == 29
+
+            sent = []
+            for command in ("help", "styles", "settings", "cancel", "start"):
+                sent.append(await user.send_command(command))
+            sent.append(await user.send_text("and a question"))
+            choice = await to_choice(user)  # a photo after all that: still served
+            await press(user, choice, "Monet")
+            await reply_to(user, choice, is_result, timeout=30)
+            texts = [text_of(m) for m in await user.bot_messages()]
+            for fragment in ("How it works", "Pretrained styles", "Settings", "Nothing to cancel", "Hi, "):
+                assert sum(fragment in t for t in texts) == 1, fragment
+        assert tg.world.flood_refusals == 0
+
+
 async def test_webhook_checks_the_secret(telegram, settings, user) -> None:
     app = BotApp(settings, FakeJobClient(), bot=create_bot(telegram.token, telegram.base_url), **FAST)
     server = TestServer(app.webhook_app("right-secret"), host="127.0.0.1")
@@ -200,7 +232,7 @@ async def test_real_job_service_and_the_token_is_nowhere(
         sent = await user.send_album([jpeg(), jpeg("texture_brick.jpg", 48), jpeg("texture_grass.jpg", 48)])
         panel = await reply_to(user, sent, lambda m: "Style images: 2 of 5" in text_of(m))
         await press(user, panel, "Stylize")
-        await reply_to(user, panel, lambda m: is_result(m) and "style images (2)" in text_of(m), timeout=90)
+        await reply_to(user, panel, lambda m: is_result(m) and "2 style images" in text_of(m), timeout=90)
     finally:
         await client.aclose()
         root.removeHandler(handler)
@@ -212,3 +244,82 @@ async def test_real_job_service_and_the_token_is_nowhere(
     for path in written:
         assert secret_part.encode() not in path.read_bytes(), path
         assert secret_part not in str(path)
+
+
+@pytest.mark.parametrize("moment", ["before_send", "after_send"])
+async def test_a_kill_at_delivery_gives_no_unlabelled_duplicate(
+    moment, start_bot, telegram, settings
+) -> None:
+    """The process dies at the moment of delivery (nothing after that point runs, as with kill -9):
+    the next start sends the result again, labelled, so the user never has two unexplained copies."""
+    client = FakeJobClient(auto=False)
+    first = await start_bot(client)
+    async with UserClient(telegram.base_url, user_id=4201) as u:
+        choice = await to_choice(u)
+        await press(u, choice, "Monet")
+        progress = await reply_to(u, choice, lambda m: "50%" in text_of(m), timeout=10)
+        real_send = first.bot.send_photo
+        dying = asyncio.Event()
+
+        async def send_then_die(*args, **kwargs):
+            if moment == "after_send":
+                await real_send(*args, **kwargs)  # Telegram has accepted the result...
+            dying.set()
+            await asyncio.Event().wait()  # ...and the process is gone before it writes anything more
+
+        first.bot.send_photo = send_then_die  # type: ignore[method-assign]
+        job_id = next(iter(client.jobs))
+        client.jobs[job_id].release.set()
+        await asyncio.wait_for(dying.wait(), 10)
+        assert (await first.pending.get(job_id)).phase == "sending"
+        await first.runner.shutdown(release=False)  # the kill: no cleanup of any kind
+        await first.stop()
+
+        await start_bot(client)
+        labelled = await reply_to(u, progress, lambda m: is_result(m) and "Sent again" in text_of(m))
+        assert "Monet" in text_of(labelled)
+        await asyncio.sleep(0.5)
+        results = [m for m in await u.bot_messages() if is_result(m)]
+        unlabelled = [m for m in results if "Sent again" not in text_of(m)]
+        assert len(unlabelled) == (1 if moment == "after_send" else 0)
+        assert len(results) == len(unlabelled) + 1
+    assert not await client_pending(start_bot, settings)
+
+
+async def client_pending(start_bot, settings) -> list:
+    from stylebot.bot.app import bot_state_dir
+    from stylebot.bot.persistence import JsonPendingStore
+
+    files = list(bot_state_dir(settings).glob("pending-*.json"))
+    return [r for f in files for r in await JsonPendingStore(f).all()]
+
+
+async def test_ml_outage_is_told_in_time_and_the_message_updates_on_resume(start_bot, user) -> None:
+    client = FakeJobClient(auto=False)
+    await start_bot(client)  # FAST timing: told after 0.5 s of outage (60 s is the promise in production)
+    choice = await to_choice(user)
+    await press(user, choice, "Monet")
+    progress = await reply_to(user, choice, lambda m: "50%" in text_of(m), timeout=10)
+    same = progress["message_id"] - 1
+
+    def progress_says(fragment: str):
+        return lambda m: m["message_id"] == progress["message_id"] and fragment in text_of(m)
+
+    client.down = True
+    told = await reply_to(user, [{"message_id": same}], progress_says("unreachable"), timeout=10)
+    assert "continues as soon as the service is back" in text_of(told) and button(told, "Cancel")
+    await asyncio.sleep(1.0)
+    client.down = False
+    back = await reply_to(user, [{"message_id": same}], progress_says("✅ The style service"), timeout=10)
+    assert "50%" in text_of(back)
+    client.jobs[next(iter(client.jobs))].release.set()
+    await reply_to(user, progress, is_result, timeout=10)
+
+
+def test_retries_back_off_with_jitter() -> None:
+    from stylebot.bot.delivery import backoff_delay
+
+    for failures, ceiling in ((0, 1.0), (1, 2.0), (3, 8.0), (10, 20.0), (60, 20.0)):
+        delays = [backoff_delay(failures, base=1.0, cap=20.0) for _ in range(200)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays), failures
+        assert len({round(d, 6) for d in delays}) > 100  # spread out, not in lockstep

@@ -322,6 +322,33 @@ async def test_identical_edit_is_not_modified(bot: BotHttp, user: UserClient) ->
     assert (code, description.split(":")[1].strip()) == (400, "message is not modified")
 
 
+async def test_commands_and_links_in_bot_texts_become_entities(bot: BotHttp, user: UserClient) -> None:
+    """As on Telegram, a bot's "/help" is a tappable command, with or without parse_mode."""
+    await user.send_text("hi")
+    plain = await bot.ok(
+        "sendMessage", chat_id=user.user_id, text="Send /help or /start@my_bot, see https://x.org"
+    )
+    kinds = [(e["type"], e["offset"], e["length"]) for e in plain["entities"]]
+    assert kinds == [("bot_command", 5, 5), ("bot_command", 14, 13), ("url", 33, 13)]
+    html = await bot.ok(
+        "sendMessage", chat_id=user.user_id, text="<b>/cancel</b> now, or /settings", parse_mode="HTML"
+    )
+    assert [(e["type"], e["offset"]) for e in html["entities"]] == [("bold", 0), ("bot_command", 16)]
+    assert not any(
+        e["type"] == "bot_command" and e["offset"] == 0 for e in html["entities"]
+    )  # given ones win
+    files = {"photo": ("p.png", tiny_png((1, 2, 3)), "image/png")}
+    photo = await bot.ok("sendPhoto", files=files, chat_id=str(user.user_id), caption="🎨 then /styles")
+    assert photo["caption_entities"] == [{"type": "bot_command", "offset": 8, "length": 7}]  # UTF-16 offsets
+    edited = await bot.ok(
+        "editMessageText", chat_id=user.user_id, message_id=plain["message_id"], text="no commands"
+    )
+    assert "entities" not in edited
+    # The user's side sees the same entities (what the web chat renders as links).
+    shown = next(m for m in await user.history() if m["message_id"] == html["message_id"])
+    assert shown["entities"] == html["entities"]
+
+
 async def test_text_where_there_is_none_and_caption_limits(bot: BotHttp, user: UserClient) -> None:
     await user.send_text("hi")
     photo = await bot.ok(

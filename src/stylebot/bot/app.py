@@ -23,8 +23,16 @@ from stylebot.bot.delivery import JobRunner, Timing
 from stylebot.bot.handlers import routers
 from stylebot.bot.handlers.common import Services
 from stylebot.bot.i18n import UserLocaleMiddleware, make_i18n
-from stylebot.bot.middlewares import AlbumMiddleware, RestartNoticeMiddleware, RetryAfterMiddleware, UserLocks
+from stylebot.bot.middlewares import (
+    AlbumMiddleware,
+    BurstMiddleware,
+    ChatPacer,
+    RestartNoticeMiddleware,
+    RetryAfterMiddleware,
+    UserLocks,
+)
 from stylebot.bot.persistence import JsonPendingStore, PendingStore, RedisPendingStore, TrackingMemoryStorage
+from stylebot.bot.states import Flow
 from stylebot.bot.styles import StyleCatalog
 from stylebot.client import JobClient
 from stylebot.config import Settings
@@ -38,9 +46,11 @@ def bot_state_dir(settings: Settings) -> Path:
     return settings.storage_dir.parent / "bot-state"
 
 
-def create_bot(token: str, api_base: str | None = None) -> Bot:
+def create_bot(token: str, api_base: str | None = None, *, pacer: ChatPacer | None = None) -> Bot:
+    """A Bot whose sends keep to Telegram's per-chat pace and wait out a 429 when one comes anyway."""
     session = AiohttpSession(api=TelegramAPIServer.from_base(api_base)) if api_base else AiohttpSession()
     session.middleware(RetryAfterMiddleware())
+    session.middleware(pacer or ChatPacer())
     return Bot(token, session=session, default=DefaultBotProperties(parse_mode=None))
 
 
@@ -80,6 +90,7 @@ class BotApp:
         bot: Bot | None = None,
         timing: Timing | None = None,
         album_latency: float = 0.6,
+        burst_gap: float = 1.0,
     ) -> None:
         if bot is None:
             if settings.api_token is None:
@@ -98,12 +109,14 @@ class BotApp:
             i18n=self.i18n,
             timing=timing,
         )
+        self.bursts = BurstMiddleware(burst_gap, typed_states=(Flow.entering_weights.state,))
         self.dispatcher = self._build_dispatcher(album_latency)
         self._polling: asyncio.Task[None] | None = None
 
     def _build_dispatcher(self, album_latency: float) -> Dispatcher:
         dp = Dispatcher(storage=self.storage)
         dp.include_routers(*routers())
+        dp.message.outer_middleware(self.bursts)
         dp.message.outer_middleware(AlbumMiddleware(album_latency))
         UserLocaleMiddleware(self.i18n).setup(dp)
         if isinstance(self.storage, TrackingMemoryStorage):

@@ -17,7 +17,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
 from aiogram.utils.chat_action import ChatActionSender
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 from PIL import Image
 
@@ -44,7 +44,9 @@ PLACEHOLDER = _placeholder_jpeg()
 def describe_style(rec: PendingDelivery) -> str:
     if rec.style:
         return style_title(rec.style)
-    return _("your style images ({n})").format(n=rec.style_count)
+    return ngettext("your {n} style image", "your {n} style images", rec.style_count).format(
+        n=rec.style_count
+    )
 
 
 def backoff_delay(failures: int, *, base: float, cap: float) -> float:

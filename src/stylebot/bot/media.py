@@ -14,8 +14,9 @@ from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.types import Message
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
-from stylebot.imaging import ImageError, load_image
+from stylebot.imaging import ImageError, load_image, probe
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -23,6 +24,7 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".
 class InputKind(StrEnum):
     photo = "photo"
     image_document = "image_document"
+    moving = "moving"  # a GIF/animation or a video with a first-frame thumbnail: that frame is used
     other_document = "other_document"
     sticker = "sticker"
     video = "video"
@@ -31,9 +33,18 @@ class InputKind(StrEnum):
     other = "other"
 
 
+def _moving_thumbnail(message: Message) -> str | None:
+    moving = message.animation or message.video or message.video_note
+    thumbnail = moving.thumbnail if moving is not None else None
+    return thumbnail.file_id if thumbnail is not None else None
+
+
 def input_kind(message: Message) -> InputKind:
     if message.photo:
         return InputKind.photo
+    if message.animation or message.video or message.video_note:
+        # Telegram turns GIFs into MP4 animations; their thumbnail is the first frame.
+        return InputKind.moving if _moving_thumbnail(message) else InputKind.video
     if message.document:
         mime = (message.document.mime_type or "").lower()
         name = (message.document.file_name or "").lower()
@@ -46,8 +57,6 @@ def input_kind(message: Message) -> InputKind:
         return InputKind.other_document
     if message.sticker:
         return InputKind.sticker
-    if message.video or message.animation or message.video_note:
-        return InputKind.video
     if message.voice or message.audio:
         return InputKind.audio
     if message.text:
@@ -56,7 +65,8 @@ def input_kind(message: Message) -> InputKind:
 
 
 def is_image(message: Message) -> bool:
-    return input_kind(message) in (InputKind.photo, InputKind.image_document)
+    """Anything with a picture to use: photos, image files, and the first frame of a GIF or video."""
+    return input_kind(message) in (InputKind.photo, InputKind.image_document, InputKind.moving)
 
 
 def wrong_input_reply(kind: InputKind) -> str:
@@ -64,7 +74,10 @@ def wrong_input_reply(kind: InputKind) -> str:
     if kind is InputKind.sticker:
         return _("That is a sticker. I need a photo: send one as a photo or as a file.")
     if kind is InputKind.video:
-        return _("Videos and GIFs are not supported yet, only still images. Please send a photo.")
+        return _(
+            "Videos and GIFs: I use their first frame, but I could not get one from this file. "
+            "Please send a photo."
+        )
     if kind is InputKind.audio:
         return _("I can only work with images, not sound. Please send a photo.")
     if kind is InputKind.other_document:
@@ -80,9 +93,14 @@ class ImageRef:
     file_size: int | None
     as_document: bool
     thumb_file_id: str | None
+    moving: bool = False  # the first frame of a GIF or a video (its Telegram thumbnail)
 
 
 def image_ref(message: Message) -> ImageRef | None:
+    if input_kind(message) is InputKind.moving:
+        frame = _moving_thumbnail(message)
+        assert frame is not None
+        return ImageRef(frame, None, False, frame, moving=True)
     if message.photo:
         largest = message.photo[-1]
         return ImageRef(largest.file_id, largest.file_size, False, largest.file_id)
@@ -116,7 +134,13 @@ def image_error_text(error: ImageError) -> str:
     return _("I could not read this image. Please try another one.")
 
 
-async def download_image(bot: Bot, ref: ImageRef, *, max_bytes: int, max_pixels: int) -> bytes:
+@dataclass(frozen=True)
+class Downloaded:
+    data: bytes
+    first_frame: bool  # only the first frame of an animation or video is used
+
+
+async def download_image(bot: Bot, ref: ImageRef, *, max_bytes: int, max_pixels: int) -> Downloaded:
     """Download and check the bytes; raises :class:`BadImage` with the reply to send."""
     if ref.file_size is not None and ref.file_size > max_bytes:
         raise BadImage(too_large_text(max_bytes))
@@ -132,6 +156,16 @@ async def download_image(bot: Bot, ref: ImageRef, *, max_bytes: int, max_pixels:
         raise BadImage(too_large_text(max_bytes))
     try:
         await asyncio.to_thread(load_image, data, max_bytes=max_bytes, max_pixels=max_pixels)
+        frames = probe(data).frames
     except ImageError as exc:
         raise BadImage(image_error_text(exc)) from exc
-    return data
+    return Downloaded(data, ref.moving or frames > 1)
+
+
+def first_frame_text(count: int) -> str:
+    """Said once per message (or album) when animations or videos were among the images."""
+    return ngettext(
+        "🎞 That was an animation or a video: I used its first frame.",
+        "🎞 {n} of those were animations or videos: I used the first frame of each.",
+        count,
+    ).format(n=count)

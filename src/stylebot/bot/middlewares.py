@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+import time
+from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from aiogram.methods.base import TelegramType
 from aiogram.types import CallbackQuery, Message, TelegramObject
 from aiogram.utils.i18n import gettext as _
 
+from stylebot.bot.media import input_kind, is_image
 from stylebot.bot.persistence import TrackingMemoryStorage
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,60 @@ class AlbumMiddleware(BaseMiddleware):
         album = sorted(self._albums.pop(group), key=lambda m: m.message_id)
         data["album"] = album
         return await handler(album[0], data)
+
+
+def burst_signature(message: Message) -> str | None:
+    """What makes two messages "the same again" for flood purposes; None for images (never merged)."""
+    if message.media_group_id or is_image(message):
+        return None
+    text = message.text or ""
+    if text.startswith("/"):
+        return "command:" + text.split()[0].split("@", 1)[0].lower()
+    return "kind:" + input_kind(message).value
+
+
+class BurstMiddleware(BaseMiddleware):
+    """A burst of the same kind of message gets one answer, not one per message.
+
+    A message of the same kind as the chat's previous one, arriving less than ``gap`` seconds
+    after it, is dropped (the gap slides: 30 messages in 3 s are one burst). Images always go
+    through (several style images in a row are meant), so does any change of kind, and so does
+    text while the bot waits for typed input (the weights).
+    """
+
+    def __init__(
+        self, gap: float = 1.0, *, typed_states: tuple[str, ...] = (), max_chats: int = 100_000
+    ) -> None:
+        self.gap = gap
+        self.typed_states = typed_states
+        self.max_chats = max_chats
+        self._last: OrderedDict[int, tuple[str, float]] = OrderedDict()
+        self.dropped = 0
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        if not isinstance(event, Message):
+            return await handler(event, data)
+        signature = burst_signature(event)
+        state: FSMContext | None = data.get("state")
+        if signature == "kind:text" and state is not None and await state.get_state() in self.typed_states:
+            signature = None
+        now = time.monotonic()
+        chat = event.chat.id
+        previous = self._last.pop(chat, None)
+        self._last[chat] = (signature or "", now)
+        if len(self._last) > self.max_chats:
+            self._last.popitem(last=False)
+        if signature is not None and previous is not None:
+            same, at = previous
+            if same == signature and now - at < self.gap:
+                self.dropped += 1
+                return None
+        return await handler(event, data)
 
 
 class RestartNoticeMiddleware(BaseMiddleware):
@@ -86,6 +142,52 @@ class UserLocks:
 
     def __call__(self, state: FSMContext) -> asyncio.Lock:
         return self._locks[(state.key.chat_id, state.key.user_id)]
+
+
+class ChatPacer(BaseRequestMiddleware):
+    """Telegram's per-chat limit: about one message a second, short bursts allowed.
+
+    A token bucket per chat (``burst`` at once, refilled at ``per_second``): a send that would
+    go over waits its turn instead of earning a 429. Edits have their own throttle (progress).
+    """
+
+    SENDING = ("Send", "Copy", "Forward")
+
+    def __init__(
+        self, per_second: float = 1.0, burst: int = 10, *, margin: float = 0.1, max_chats: int = 100_000
+    ) -> None:
+        self.per_second = per_second
+        self.margin = margin
+        self.burst = burst
+        self.max_chats = max_chats
+        self._buckets: OrderedDict[int | str, tuple[float, float]] = OrderedDict()
+
+    def reserve(self, chat_id: int | str) -> float:
+        """Take a token for ``chat_id``; returns how long to wait before using it."""
+        now = time.monotonic()
+        tokens, stamp = self._buckets.pop(chat_id, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - stamp) * self.per_second) - 1.0
+        self._buckets[chat_id] = (tokens, now)
+        if len(self._buckets) > self.max_chats:
+            self._buckets.popitem(last=False)
+        if tokens >= 0:
+            return 0.0
+        # A little extra: Telegram's clock starts when the request arrives, which is later than now.
+        return -tokens / self.per_second + self.margin
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        name = type(method).__name__
+        chat_id = getattr(method, "chat_id", None)
+        if chat_id is not None and name.startswith(self.SENDING) and name != "SendChatAction":
+            wait = self.reserve(chat_id)
+            if wait > 0:
+                await asyncio.sleep(wait)
+        return await make_request(bot, method)
 
 
 class RetryAfterMiddleware(BaseRequestMiddleware):

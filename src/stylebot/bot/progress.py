@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from aiogram.utils.i18n import gettext as _
+from aiogram.utils.i18n import ngettext
 
 from stylebot.jobs.spec import JobState, JobStatus
 
@@ -30,7 +31,12 @@ def progress_text(status: JobStatus | None, style: str) -> str:
         return head + "\n" + _("Sending your job…")
     if status.state is JobState.queued:
         if status.position:
-            return head + "\n" + _("⏳ In the queue: {n} job(s) ahead of yours.").format(n=status.position)
+            ahead = ngettext(
+                "⏳ In the queue: {n} job ahead of yours.",
+                "⏳ In the queue: {n} jobs ahead of yours.",
+                status.position,
+            )
+            return head + "\n" + ahead.format(n=status.position)
         return head + "\n" + _("⏳ Queued, starting soon…")
     if status.state is JobState.running:
         line = f"{progress_bar(status.progress)} {round(status.progress * 100)}%"

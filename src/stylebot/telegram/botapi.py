@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from stylebot.telegram.entities import parse, utf16_len
+from stylebot.telegram.entities import parse, utf16_len, with_detected
 from stylebot.telegram.errors import ApiError, bad_request, conflict
 from stylebot.telegram.state import (
     CAPTION_LIMIT,
@@ -188,6 +188,7 @@ class BotApi:
         if utf16_len(text) > TEXT_LIMIT:
             raise bad_request("message is too long")
         content: dict[str, Any] = {"text": text}
+        entities = with_detected(text, entities)
         if entities:
             content["entities"] = entities
         return content
@@ -200,6 +201,7 @@ class BotApi:
         if utf16_len(caption) > CAPTION_LIMIT:
             raise bad_request("message caption is too long")
         content: dict[str, Any] = {"caption": caption} if caption else {}
+        entities = with_detected(caption, entities)
         if entities:
             content["caption_entities"] = entities
         return content

@@ -120,6 +120,12 @@ class UserClient:
         files = [(filename, data, mime_type)]
         return (await self._send_files("document", files, caption=caption or ""))[0]
 
+    async def send_animation(
+        self, data: bytes, *, filename: str = "animation.gif", mime_type: str = "image/gif"
+    ) -> dict:
+        """A GIF (or a short video) as Telegram's clients send one: an ``animation`` message."""
+        return (await self._send_files("animation", [(filename, data, mime_type)], caption=""))[0]
+
     async def send_album(self, items: list[bytes], *, caption: str | None = None) -> list[dict]:
         files = [(f"photo{i}.jpg", data, "image/jpeg") for i, data in enumerate(items)]
         return await self._send_files("photo", files, caption=caption or "")

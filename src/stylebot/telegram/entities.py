@@ -257,5 +257,19 @@ def detect_entities(text: str) -> list[Entity]:
     return _sorted(found)
 
 
+def with_detected(text: str, entities: list[Entity] | None) -> list[Entity]:
+    """What Telegram's server does to every message, a bot's included: besides the entities it was
+    given, commands, links and mentions in the text become entities (where none was given)."""
+    if entities is not None and not isinstance(entities, list):
+        return entities  # not ours to fix: stored as given, as before
+    given = list(entities or [])
+    spans = [range(e["offset"], e["offset"] + e["length"]) for e in given if isinstance(e, dict)]
+    for found in detect_entities(text):
+        span = range(found["offset"], found["offset"] + found["length"])
+        if not any(span.start < t.stop and t.start < span.stop for t in spans):
+            given.append(found)
+    return _sorted(given)
+
+
 def _sorted(entities: list[Entity]) -> list[Entity]:
     return sorted(entities, key=lambda e: (e["offset"], -e["length"]))

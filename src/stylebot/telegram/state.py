@@ -176,6 +176,7 @@ class World:
     def __init__(self, files_dir: Path, *, flood_limit: FloodLimit | None = None) -> None:
         self.files_dir = files_dir
         self.flood_limit = flood_limit
+        self.flood_refusals = 0  # how many sends got a 429 (for tests that check a bot keeps the pace)
         self.bots: dict[int, Bot] = {}
         self.users: dict[int, dict[str, Any]] = {}
         self.chats: dict[tuple[int, int], Chat] = {}
@@ -300,6 +301,7 @@ class World:
             )
         chat.flood_stamp = now
         if chat.flood_tokens < 1.0:
+            self.flood_refusals += 1
             retry_after = max(1, math.ceil((1.0 - chat.flood_tokens) / limit.per_second))
             raise ApiError(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
         chat.flood_tokens -= 1.0
@@ -418,6 +420,21 @@ class World:
                 document["thumbnail"] = thumbnail
         self.media[stored.file_id] = ("document", document)
         return document
+
+    def store_animation(self, data: bytes, file_name: str | None, mime_type: str | None) -> dict[str, Any]:
+        """A GIF or a short silent video. Telegram makes an MP4 of it; here the file is kept as sent.
+
+        Its thumbnail is the first frame when the file is an image the emulator can read (GIF,
+        animated WebP); a video gets none (the emulator decodes no video).
+        """
+        document = self.store_document(data, file_name or "animation.gif", mime_type)
+        width = height = 0
+        with contextlib.suppress(ImageError):
+            info = probe(data)
+            width, height = info.width, info.height
+        animation = {**document, "width": width, "height": height, "duration": 1}
+        self.media[document["file_id"]] = ("animation", animation)
+        return animation
 
     def _thumbnail(self, data: bytes) -> dict[str, Any] | None:
         try:

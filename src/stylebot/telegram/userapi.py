@@ -173,13 +173,13 @@ class UserApi:
     async def _send_files(self, request: web.Request, bot: Bot, chat: Chat) -> list[dict[str, Any]]:
         form = await request.post()
         kind = str(form.get("kind") or "photo")
-        if kind not in ("photo", "document", "sticker"):
-            raise bad_request("kind must be photo, document or sticker")
+        if kind not in ("photo", "document", "sticker", "animation"):
+            raise bad_request("kind must be photo, document, sticker or animation")
         uploads = [v for k, v in form.items() if k == "file" and isinstance(v, FileField)]
         if not uploads:
             raise bad_request("no file in the request")
-        if len(uploads) > 10 or (kind == "sticker" and len(uploads) > 1):
-            raise bad_request("an album holds 2-10 files; a sticker is one file")
+        if len(uploads) > 10 or (kind in ("sticker", "animation") and len(uploads) > 1):
+            raise bad_request("an album holds 2-10 files; a sticker or an animation is one file")
         caption = str(form.get("caption") or "")
         if utf16_len(caption) > CAPTION_LIMIT:
             raise bad_request("message caption is too long")
@@ -192,6 +192,10 @@ class UserApi:
                 contents.append(
                     {"document": self.world.store_document(data, upload.filename, upload.content_type)}
                 )
+            elif kind == "animation":
+                animation = self.world.store_animation(data, upload.filename, upload.content_type)
+                # As Telegram does: an animation message also carries it as a document.
+                contents.append({"animation": animation, "document": dict(animation)})
             else:
                 contents.append(
                     {"sticker": self.world.store_sticker(data, str(form.get("emoji") or "") or None)}

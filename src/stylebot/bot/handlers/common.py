@@ -13,13 +13,13 @@ from aiogram.exceptions import TelegramAPIError
 from aiogram.fsm.context import FSMContext
 from aiogram.types import InlineKeyboardMarkup, Message
 from aiogram.utils.chat_action import ChatActionSender
-from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from stylebot.bot.conversation import Content, Conversation
 from stylebot.bot.delivery import JobRunner
 from stylebot.bot.keyboards import multi_style_keyboard, style_choice_keyboard
-from stylebot.bot.media import BadImage, ImageRef, download_image, image_ref
+from stylebot.bot.media import BadImage, ImageRef, download_image, first_frame_text, image_ref
 from stylebot.bot.middlewares import UserLocks
 from stylebot.bot.persistence import PendingDelivery
 from stylebot.bot.prefs import UserPrefs
@@ -126,8 +126,9 @@ def styles_panel_text(count: int, weights: list[float] | None) -> str:
 
 async def upload_images(
     bot: Bot, services: Services, chat_id: int, refs: list[ImageRef], names: list[str]
-) -> list[str]:
-    """Download, check and upload images; raises BadImage or JobClientError."""
+) -> tuple[list[str], int]:
+    """Download, check and upload images; returns the keys and how many were first frames of
+    animations or videos. Raises BadImage or JobClientError."""
     limits = services.settings
     async with ChatActionSender.upload_photo(chat_id=chat_id, bot=bot):
         blobs = await asyncio.gather(
@@ -140,8 +141,8 @@ async def upload_images(
         )
         keys = []
         for blob, name in zip(blobs, names, strict=True):
-            keys.append(await services.client.upload_input(blob, owner=owner_of(chat_id), name=name))
-    return keys
+            keys.append(await services.client.upload_input(blob.data, owner=owner_of(chat_id), name=name))
+    return keys, sum(blob.first_frame for blob in blobs)
 
 
 async def accept_content(
@@ -159,7 +160,7 @@ async def accept_content(
     if too_many:
         style_refs = []
     try:
-        keys = await upload_images(
+        keys, first_frames = await upload_images(
             bot,
             services,
             message.chat.id,
@@ -178,6 +179,8 @@ async def accept_content(
         await drop_panel(bot, message.chat.id, conv)
         flow = conv.start(content, keys[1:])
         await conv.save(state)
+    if first_frames:
+        await message.answer(first_frame_text(first_frames))
     if too_many:
         await message.answer(
             _(
@@ -188,9 +191,11 @@ async def accept_content(
     if len(keys) > 1:
         await state.set_state(Flow.collecting_styles)
         await message.answer(
-            _("I took the first image of the album as your photo and the other {n} as style images.").format(
-                n=len(keys) - 1
-            )
+            ngettext(
+                "I took the first image of the album as your photo and the other one as a style image.",
+                "I took the first image of the album as your photo and the other {n} as style images.",
+                len(keys) - 1,
+            ).format(n=len(keys) - 1)
         )
         await send_panel(
             bot,
@@ -222,7 +227,7 @@ async def add_style_images(
         )
         return
     try:
-        keys = await upload_images(
+        keys, first_frames = await upload_images(
             bot, services, message.chat.id, refs, [f"style{have + i}.jpg" for i in range(len(refs))]
         )
     except BadImage as exc:
@@ -239,6 +244,8 @@ async def add_style_images(
             return
         conv.styles, conv.weights = styles, None
         await conv.save(state)
+    if first_frames:
+        await message.answer(first_frame_text(first_frames))
     await send_panel(
         bot,
         message.chat.id,
