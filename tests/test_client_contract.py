@@ -137,6 +137,44 @@ async def test_cancel_queued_and_running_jobs(client: JobClient) -> None:
     assert err.value.code == "not_ready"
 
 
+async def finish_early(client: JobClient, owner: str) -> tuple[JobStatus, JobStatus]:
+    """A refinement finished with its latest preview; returns the first and second finish answers."""
+    content = await client.upload_input(small_jpeg("chelsea.jpg", 160), owner=owner, name="c.jpg")
+    style = await client.upload_input(small_jpeg("texture_brick.jpg"), owner=owner, name="s.jpg")
+    spec = nst_spec(owner, content, style, fast_dev_run=False, size=128, preset="quality")
+    await client.submit(spec)
+    with pytest.raises(JobClientError) as err:
+        await client.finish(spec.job_id)
+    assert err.value.code == "not_ready"
+    async for status in client.watch(spec.job_id, interval=0.05):
+        if status.preview_key is not None or status.finished:
+            break
+    assert status.state is JobState.running, status
+    first = await client.finish(spec.job_id)
+    assert first.state is JobState.done and first.result_key is not None
+    image = Image.open(io.BytesIO(await client.result(spec.job_id)))
+    assert max(image.size) == 128  # the full result size, whatever the preview's level was
+    return first, await client.finish(spec.job_id)
+
+
+async def test_finish_now_ends_a_refinement_with_its_latest_image(client: JobClient) -> None:
+    first, again = await finish_early(client, "chat:20")
+    assert again.state is JobState.done and again.result_key == first.result_key
+
+
+async def test_finish_now_through_the_notebook_executor(synthetic_models_dir: Path, tmp_path: Path) -> None:
+    settings = Settings(storage_dir=tmp_path / "storage", models_dir=synthetic_models_dir, device="cpu",
+                        executor="papermill", workers=1)
+    service = JobService(make_storage(settings), settings)
+    client = InProcessJobClient(service)
+    try:
+        first, again = await finish_early(client, "chat:21")
+        assert again.result_key == first.result_key
+    finally:
+        await client.aclose()
+        await service.stop()
+
+
 async def test_errors_have_stable_codes(client: JobClient) -> None:
     with pytest.raises(JobClientError) as err:
         await client.status(uuid.uuid4().hex)

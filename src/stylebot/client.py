@@ -41,6 +41,10 @@ class JobClient(Protocol):
 
     async def cancel(self, job_id: str) -> JobStatus: ...
 
+    async def finish(self, job_id: str) -> JobStatus:
+        """End a running refinement now with its latest image (``not_ready`` before the first)."""
+        ...
+
     async def result(self, job_id: str) -> bytes: ...
 
     async def preview(self, job_id: str) -> bytes | None: ...
@@ -107,6 +111,9 @@ class InProcessJobClient(_Watching):
 
     async def cancel(self, job_id: str) -> JobStatus:
         return await (await self._svc()).cancel(job_id)
+
+    async def finish(self, job_id: str) -> JobStatus:
+        return await (await self._svc()).finish_now(job_id)
 
     async def result(self, job_id: str) -> bytes:
         return await (await self._svc()).result(job_id)
@@ -197,6 +204,10 @@ class HttpJobClient(_Watching):
 
     async def cancel(self, job_id: str) -> JobStatus:
         return JobStatus.model_validate_json((await self._request("DELETE", f"/v1/jobs/{job_id}")).content)
+
+    async def finish(self, job_id: str) -> JobStatus:
+        response = await self._request("POST", f"/v1/jobs/{job_id}/finish")
+        return JobStatus.model_validate_json(response.content)
 
     async def result(self, job_id: str) -> bytes:
         return (await self._request("GET", f"/v1/jobs/{job_id}/result")).content

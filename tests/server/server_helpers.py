@@ -41,10 +41,10 @@ class FakeProgress:
     preview: bytes | None = None
 
 
-class FakeJobFailed(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
+def FakeJobFailed(code: str, message: str) -> Exception:
+    from stylebot.jobs.pipeline import JobFailed
+
+    return JobFailed(code, message)
 
 
 @dataclass

@@ -156,20 +156,51 @@ async def test_uploads_reject_non_images_and_oversized_bodies(api: httpx.AsyncCl
     assert response.status_code == 413
 
 
-async def test_metrics_names_are_prefixed_and_count_jobs(api: httpx.AsyncClient, runner: FakeRunner) -> None:
-    body = await nst_body(api)
-    runner.gate(body["job_id"]).set()
-    await api.post("/v1/jobs", json=body)
+def metric(text: str, name: str) -> float:
+    """The value of one sample line, e.g. ``stylebot_queue_length{lane="long"}``; 0 when absent."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
-    async def done() -> bool:
-        return (await api.get(f"/v1/jobs/{body['job_id']}")).json()["state"] == "done"
 
-    await wait_until(done)
-    text = (await api.get("/metrics")).text
-    assert "stylebot_queue_length 0.0" in text
-    assert 'stylebot_jobs{state="done"} 1.0' in text
-    assert 'stylebot_job_duration_seconds_count{kind="nst"} 1.0' in text
-    assert 'stylebot_job_wait_seconds_count{kind="nst"} 1.0' in text
+async def test_metrics_move_during_and_after_jobs(api: httpx.AsyncClient, runner: FakeRunner) -> None:
+    runner.preview = jpeg((40, 30), (9, 9, 9))
+    first, second = await nst_body(api, "chat:1"), await nst_body(api, "chat:2", preset="fast")
+    await api.post("/v1/jobs", json=first)
+    await wait_until(lambda: first["job_id"] in runner.started)
+    await api.post("/v1/jobs", json=second)  # waits behind the first in the long lane
+
+    async def scrape() -> str:
+        return (await api.get("/metrics")).text
+
+    async def has_preview() -> bool:
+        return (await api.get(f"/v1/jobs/{first['job_id']}")).json()["preview_key"] is not None
+
+    await wait_until(has_preview)
+    during = await scrape()
+    assert metric(during, 'stylebot_queue_length{lane="long"}') == 1
+    assert metric(during, 'stylebot_queue_length{lane="fast"}') == 0
+    assert metric(during, 'stylebot_jobs{state="running"}') == 1
+    assert metric(during, "stylebot_previews_total") == 1
+    assert metric(during, "stylebot_finish_now_total") == 0
+
+    finished = await api.post(f"/v1/jobs/{first['job_id']}/finish")
+    assert finished.status_code == 200 and finished.json()["state"] == "done"
+    runner.gate(second["job_id"]).set()
+
+    async def second_done() -> bool:
+        return (await api.get(f"/v1/jobs/{second['job_id']}")).json()["state"] == "done"
+
+    await wait_until(second_done)
+    after = await scrape()
+    assert metric(after, 'stylebot_queue_length{lane="long"}') == 0
+    assert metric(after, 'stylebot_jobs{state="done"}') == 2
+    assert metric(after, "stylebot_previews_total") == 2
+    assert metric(after, "stylebot_finish_now_total") == 1
+    assert metric(after, 'stylebot_job_duration_seconds_count{kind="nst",preset="balanced"}') == 1
+    assert metric(after, 'stylebot_job_duration_seconds_count{kind="nst",preset="fast"}') == 1
+    assert metric(after, 'stylebot_job_wait_seconds_count{lane="long"}') == 2
 
 
 def test_refuses_to_listen_beyond_loopback_without_a_token(capsys: pytest.CaptureFixture[str]) -> None:

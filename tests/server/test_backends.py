@@ -165,6 +165,110 @@ def test_previews_change_as_the_job_goes_and_only_the_latest_is_kept(
     assert len(stored) == 1, stored  # storage keeps only the latest preview per job
 
 
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_the_api_refuses_bad_tokens_and_names_bad_fields(http: httpx.Client, server: ServerProcess) -> None:
+    assert http.get("/v1/styles", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert http.get("/metrics", headers={"Authorization": ""}).status_code == 401
+    who = owner()
+    key = upload(http, who, small_jpeg("coffee.jpg"))
+    bad = http.post("/v1/jobs", json=nst_body(who, key, [key], size=99999))
+    assert bad.status_code == 422 and bad.json()["detail"]["field"] == "params.size"
+    styles = {s["name"]: s["installed"] for s in http.get("/v1/styles").json()["styles"]}
+    assert styles["style_monet"] is True and styles["style_vangogh"] is False
+
+
+def test_a_short_job_never_waits_behind_a_refinement(http: httpx.Client) -> None:
+    alice, bob = owner(), owner()
+    photo = upload(http, alice, small_jpeg("coffee.jpg", 96))
+    style = upload(http, alice, small_jpeg("texture_brick.jpg"))
+    long_job = nst_body(alice, photo, [style], size=512, preset="balanced")
+    submit(http, long_job)
+    wait_status(http, long_job["job_id"], lambda s: s["state"] == "running")
+    # One job per owner at a time, with one message on both backends.
+    refused = http.post("/v1/jobs", json=cyclegan_body(alice, photo))
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == {
+        "code": "owner_limit",
+        "message": "You already have 1 job(s) in progress; wait for it to finish or cancel it.",
+    }
+    short = cyclegan_body(bob, upload(http, bob, small_jpeg("chelsea.jpg")))
+    short["params"] = {"size": 96}
+    done = run_to_end(http, short)
+    assert done["state"] == "done", done
+    # The refinement was running the whole time: the short job did not wait for it.
+    assert http.get(f"/v1/jobs/{long_job['job_id']}").json()["state"] == "running"
+    cancelled = http.delete(f"/v1/jobs/{long_job['job_id']}").json()
+    assert cancelled["state"] == "cancelled" and cancelled["result_key"] is None
+    assert http.get(f"/v1/jobs/{long_job['job_id']}/result").json()["detail"]["code"] == "not_ready"
+
+
+def test_finish_now_ends_a_refinement_with_its_latest_image_at_full_size(http: httpx.Client) -> None:
+    who = owner()
+    photo = upload(http, who, small_jpeg("coffee.jpg", 200))
+    style = upload(http, who, small_jpeg("texture_brick.jpg"))
+    body = nst_body(who, photo, [style], size=160, preset="balanced")
+    submit(http, body)
+    early = http.post(f"/v1/jobs/{body['job_id']}/finish")  # no image yet
+    assert early.status_code == 409 and early.json()["detail"]["code"] == "not_ready", early.text
+    before = http.get("/metrics").text
+    wait_status(http, body["job_id"], lambda s: s["preview_key"] is not None or finished(s))
+    during = http.get(f"/v1/jobs/{body['job_id']}").json()
+    assert during["state"] == "running", during
+    response = http.post(f"/v1/jobs/{body['job_id']}/finish")
+    assert response.status_code == 200, response.text
+    final = response.json()
+    assert final["state"] == "done" and final["result_key"] is not None and final["progress"] == 1.0
+    result = load_image(http.get(f"/v1/jobs/{body['job_id']}/result").content)
+    assert max(result.size) == 160 and result.size[0] > result.size[1]  # full size, not the preview's
+    again = http.post(f"/v1/jobs/{body['job_id']}/finish").json()
+    assert again["state"] == "done" and again["result_key"] == final["result_key"]  # idempotent
+    time.sleep(2.0)  # the worker stops at its next check; the job stays done with that image
+    assert http.get(f"/v1/jobs/{body['job_id']}").json()["result_key"] == final["result_key"]
+    after = http.get("/metrics").text
+    assert metric(after, "stylebot_finish_now_total") == metric(before, "stylebot_finish_now_total") + 1
+    assert metric(after, "stylebot_previews_total") > metric(before, "stylebot_previews_total")
+    key = 'stylebot_job_duration_seconds_count{kind="nst",preset="balanced"}'
+    assert metric(after, key) == metric(before, key) + 1
+
+
+def test_metrics_move_while_a_job_waits_and_runs(http: httpx.Client) -> None:
+    alice, bob = owner(), owner()
+    long_job = nst_body(alice, upload(http, alice, small_jpeg("coffee.jpg", 96)),
+                        [upload(http, alice, small_jpeg("texture_brick.jpg"))], size=512)
+    waiting = nst_body(bob, upload(http, bob, small_jpeg("chelsea.jpg")),
+                       [upload(http, bob, small_jpeg("texture_brick.jpg"))], fast_dev_run=True)
+    start = http.get("/metrics").text
+    submit(http, long_job)
+    wait_status(http, long_job["job_id"], lambda s: s["state"] == "running")
+    submit(http, waiting)
+
+    def scrape_until(check: object) -> str:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            text = http.get("/metrics").text
+            if check(text):  # type: ignore[operator]
+                return text
+            time.sleep(0.1)
+        raise AssertionError(text)
+
+    during = scrape_until(lambda t: metric(t, 'stylebot_queue_length{lane="long"}') == 1)
+    assert metric(during, 'stylebot_jobs{state="running"}') >= 1
+    http.delete(f"/v1/jobs/{long_job['job_id']}")
+    wait_status(http, waiting["job_id"], finished)
+    after = scrape_until(lambda t: metric(t, 'stylebot_queue_length{lane="long"}') == 0)
+    for state in ("cancelled", "done"):
+        key = f'stylebot_jobs{{state="{state}"}}'
+        assert metric(after, key) == metric(start, key) + 1
+    key = 'stylebot_job_wait_seconds_count{lane="long"}'
+    assert metric(after, key) == metric(start, key) + 2
+
+
 def test_sigterm_stops_the_server_cleanly_and_a_restart_resumes_the_job(
     http: httpx.Client, server: ServerProcess
 ) -> None:

@@ -24,6 +24,8 @@ class JobRecord(BaseModel):
     status: JobStatus
     attempts: int = 0
     """How many times a worker started this job (a restart mid-job makes it more than one)."""
+    previews: int = 0
+    """How many previews were stored for it (each under a new key; only the latest is kept)."""
 
 
 class JobStore:

@@ -22,7 +22,9 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from stylebot.jobs.spec import JobClientError, JobSpec, JobStatus
-from stylebot.server.service import JobBackend
+from stylebot.server.lifecycle import JobLifecycle
+
+JobBackend = JobLifecycle
 
 MAX_JSON_BODY = 64 * 1024
 UPLOAD_OVERHEAD = 64 * 1024  # multipart framing and the owner field around an upload
@@ -55,15 +57,8 @@ def _sniff_media_type(data: bytes) -> str:
     return "image/jpeg"
 
 
-def _lookup(app: FastAPI) -> JobBackend | None:
-    found = app.state.backend
-    if found is None and app.state.backend_lookup is not None:
-        found = app.state.backend_lookup()
-    return found
-
-
 def get_backend(request: Request) -> JobBackend:
-    found = _lookup(request.app)
+    found = request.app.state.backend()
     if found is None:
         raise JobClientError("unavailable", "The style service is starting; try again shortly.",
                              retry_after=5)
@@ -140,31 +135,28 @@ Backend = Annotated[JobBackend, Depends(get_backend)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
 
 
-def create_app(
-    backend: JobBackend | None = None,
-    *,
-    manage_backend: bool = True,
-    backend_lookup: Callable[[], JobBackend | None] | None = None,
-) -> FastAPI:
-    """The API around a backend. With ``manage_backend`` the app starts/stops it with its lifespan.
+def create_app(backend: JobBackend | Callable[[], JobBackend | None]) -> FastAPI:
+    """The API around a backend, reached one way: ``app.state.backend()``.
 
-    ``backend_lookup`` finds a backend created later, elsewhere: Ray Serve ships a copy of the app
-    to the ingress replica, whose constructor then creates the backend.
+    Given a backend, the app starts and stops it with its lifespan. Given a function, the app
+    asks it for the backend on each request (None while it is starting): Ray Serve ships a copy
+    of the app to the ingress replica, whose constructor then creates and starts the backend.
     """
+    managed = backend if isinstance(backend, JobLifecycle) else None
+    lookup: Callable[[], JobBackend | None] = (lambda: managed) if managed is not None else backend  # type: ignore[assignment]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if manage_backend and app.state.backend is not None:
-            await app.state.backend.start()
+        if managed is not None:
+            await managed.start()
         try:
             yield
         finally:
-            if manage_backend and app.state.backend is not None:
-                await app.state.backend.stop()
+            if managed is not None:
+                await managed.stop()
 
     app = FastAPI(title="stylebot ML server", version="1", lifespan=lifespan)
-    app.state.backend = backend
-    app.state.backend_lookup = backend_lookup
+    app.state.backend = lookup
 
     def authorize(request: Request, credentials: Credentials) -> None:
         backend = get_backend(request)
@@ -178,7 +170,7 @@ def create_app(
 
     guarded = [Depends(authorize)]
 
-    app.add_middleware(BodyLimit, lookup=lambda: _lookup(app))
+    app.add_middleware(BodyLimit, lookup=lookup)
 
     @app.exception_handler(JobClientError)
     async def on_job_error(_: Request, exc: JobClientError) -> JSONResponse:
@@ -199,7 +191,7 @@ def create_app(
 
     @app.get("/metrics", dependencies=guarded)
     async def metrics(backend: Backend) -> Response:
-        body, content_type = backend.metrics()
+        body, content_type = backend.render_metrics()
         return Response(body, media_type=content_type)
 
     @app.post("/v1/inputs", dependencies=guarded)
@@ -225,6 +217,10 @@ def create_app(
     @app.delete("/v1/jobs/{job_id}", dependencies=guarded)
     async def cancel(backend: Backend, job_id: str) -> JobStatus:
         return await backend.cancel(job_id)
+
+    @app.post("/v1/jobs/{job_id}/finish", dependencies=guarded)
+    async def finish_now(backend: Backend, job_id: str) -> JobStatus:
+        return await backend.finish_now(job_id)
 
     @app.get("/v1/jobs/{job_id}/result", dependencies=guarded)
     async def result(backend: Backend, job_id: str) -> Response:

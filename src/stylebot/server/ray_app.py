@@ -1,11 +1,15 @@
 """The ML server as a Ray Serve application: the same HTTP API, GPU worker replicas, autoscaling.
 
+The job lifecycle is :mod:`stylebot.server.lifecycle`'s; this module only dispatches.
+
 - ``Ingress`` (one replica) serves the FastAPI app from :mod:`stylebot.server.app`. ``POST /v1/jobs``
-  writes the job record and dispatches it through a deployment handle in a background task, so no
+  writes the job record and dispatches it through a deployment handle of the job's lane, so no
   HTTP request waits for a job; status is read from the job store, which the workers update.
-- ``NSTWorker`` runs one NST job at a time per replica (``max_ongoing_requests=1``) and scales on
-  queued requests; it asks for a GPU when the cluster has one.
-- ``CycleGANWorker`` groups concurrent CycleGAN jobs into one forward pass with ``@serve.batch``.
+- ``RefineWorker`` (the ``long`` lane) runs one refinement at a time per replica
+  (``max_ongoing_requests=1``) and scales on queued requests; it asks for a GPU when there is one.
+- ``FastWorker`` (the ``fast`` lane) runs single feed-forward passes — CycleGAN, instant, gallery,
+  sheets — so they never queue behind a refinement; concurrent CycleGAN jobs are grouped into one
+  forward pass with ``@serve.batch`` (it pays on a GPU; see ``benchmarks/gpu_check.sh``).
 
 ``RAY_ADDRESS`` connects to an existing cluster; otherwise a local one is started (its size from
 ``STYLEBOT_RAY_NUM_CPUS``/``STYLEBOT_RAY_OBJECT_STORE_MB``; its temp dir from ``RAY_TMPDIR``).
@@ -14,7 +18,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
@@ -26,16 +29,18 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from stylebot.config import Settings
-from stylebot.jobs.spec import JobClientError, JobError, JobKind, JobSpec, JobState, JobStatus
-from stylebot.jobs.store import JobRecord, JobStore
+from stylebot.jobs.spec import JobKind, JobSpec, JobState, JobStatus
+from stylebot.jobs.store import JobRecord
 from stylebot.server.app import create_app
-from stylebot.server.metrics import ServiceMetrics
-from stylebot.server.service import CANCEL_WAIT_S, JobFrontend, is_job_failed
+from stylebot.server.lifecycle import JobLifecycle, JobRecorder, Lane, lane_for
 
 log = logging.getLogger(__name__)
 
-# Workers write progress to the store at most this often (status readers poll the store).
+# Workers write progress to the store at most this often (status readers poll the store);
+# every preview is written at once.
 PROGRESS_PERSIST_S = 1.0
+# The ingress reads the records of active jobs this often (queue lengths, previews for /metrics).
+REFRESH_S = 0.5
 _SECRETS_NOT_FOR_WORKERS = {"api_token", "webhook_secret"}
 
 
@@ -45,124 +50,56 @@ def settings_payload(settings: Settings) -> dict[str, Any]:
 
 
 # --- workers ---------------------------------------------------------------------------------
-class _RecordedJobs:
-    """Worker side: runs a job while keeping its record in the store current."""
+class _Worker:
+    """Worker side: runs jobs while a :class:`JobRecorder` keeps their records current."""
 
     def __init__(self, payload: dict[str, Any]) -> None:
         from stylebot.storage import make_storage
 
         self.settings = Settings(**payload)
         self.storage = make_storage(self.settings)
-        self.store = JobStore(self.storage)
+        self.recorder = JobRecorder(self.storage, self.settings, persist_every_s=PROGRESS_PERSIST_S)
 
-    async def claim(self, spec: JobSpec) -> JobRecord | None:
-        """Mark the job running, or None when it is already finished (never run a job twice)."""
-        record = await self.store.load(spec.job_id)
-        if record is None or record.status.finished:
+    async def _claim(self, spec: JobSpec) -> JobRecord | None:
+        record = await self.recorder.store.load(spec.job_id)
+        if record is None or not await self.recorder.begin(record):
             return None
-        record.attempts += 1
-        record.status = record.status.model_copy(update={
-            "state": JobState.running, "position": None, "started_at": time.time(), "progress": 0.0})
-        await self.store.save(record)
         return record
 
-    async def finish(self, record: JobRecord, state: JobState, **changes: Any) -> dict[str, Any]:
-        latest = await self.store.load(record.spec.job_id)
-        if latest is not None and latest.status.finished:  # e.g. cancelled by the ingress meanwhile
-            return latest.status.model_dump(mode="json")
-        record.status = record.status.model_copy(
-            update={"state": state, "finished_at": time.time(), "eta_s": None, **changes})
-        await self.store.save(record)
-        return record.status.model_dump(mode="json")
-
-    async def outcome(self, record: JobRecord, outcome: Any) -> dict[str, Any]:
-        if isinstance(outcome, BaseException):
-            return await self.finish(record, JobState.failed, error=self.error(outcome))
-        return await self.finish(record, JobState.done, result_key=outcome.result_key,
-                                 losses=outcome.losses, progress=1.0)
-
-    @staticmethod
-    def error(exc: BaseException) -> JobError:
-        if is_job_failed(exc):
-            return JobError(code=exc.code, message=exc.message)  # type: ignore[attr-defined]
-        log.error("job failed unexpectedly: %r", exc)
-        return JobError(code="internal", message="Something went wrong while styling the image.")
-
-
-@serve.deployment(max_ongoing_requests=1, graceful_shutdown_timeout_s=30)
-class NSTWorker(_RecordedJobs):
-    async def run(self, spec_json: str) -> dict[str, Any]:
+    async def run_one(self, spec_json: str) -> dict[str, Any]:
         from stylebot.jobs.pipeline import run_job
-        from stylebot.ml.nst import Cancelled, CancelToken
+        from stylebot.ml.nst import CancelToken
 
-        spec = JobSpec.model_validate_json(spec_json)
-        record = await self.claim(spec)
+        record = await self._claim(JobSpec.model_validate_json(spec_json))
         if record is None:
             return {}
-        loop, loop_thread = asyncio.get_running_loop(), threading.get_ident()
-        last_saved = 0.0
-
-        write_lock, stopped = asyncio.Lock(), False
-
-        async def save_progress(progress: Any) -> None:
-            async with write_lock:
-                if not stopped:  # never after the final record
-                    await write_progress(progress)
-
-        async def stop_progress() -> None:
-            nonlocal stopped
-            async with write_lock:
-                stopped = True
-
-        async def write_progress(progress: Any) -> None:
-            changes: dict[str, Any] = {"progress": min(1.0, max(0.0, float(progress.fraction))),
-                                       "eta_s": progress.eta_s, "stage": progress.stage,
-                                       "losses": progress.losses or record.status.losses}
-            old = record.status.preview_key
-            if progress.preview:  # a new key per preview; only the latest is kept
-                changes["preview_key"] = await self.storage.put(
-                    progress.preview, scope=spec.owner, name="preview.jpg", content_type="image/jpeg")
-            record.status = record.status.model_copy(update=changes)
-            await self.store.save(record)
-            if progress.preview and old is not None:
-                with contextlib.suppress(Exception):
-                    await self.storage.delete(old)
-
-        def on_progress(progress: Any) -> None:
-            nonlocal last_saved
-            recent = time.monotonic() - last_saved < PROGRESS_PERSIST_S
-            if recent and progress.fraction < 1.0 and not progress.preview:
-                return  # previews are never dropped: each one is a new image for the chat
-            last_saved = time.monotonic()
-            if threading.get_ident() == loop_thread:
-                loop.create_task(save_progress(progress))
-            else:
-                asyncio.run_coroutine_threadsafe(save_progress(progress), loop)
-
         token = CancelToken()
-        task = asyncio.ensure_future(
-            run_job(spec, self.storage, self.settings, on_progress=on_progress, cancel=token))
+        task = asyncio.ensure_future(run_job(
+            record.spec, self.storage, self.settings, on_progress=self.recorder.progress_callback(record),
+            cancel=token))
+        outcome: Any
         try:
             outcome = await asyncio.shield(task)
-        except asyncio.CancelledError:  # DELETE: the ingress cancelled this request
+        except asyncio.CancelledError as cancelled:  # the ingress cancelled this request
             token.cancel()
             with contextlib.suppress(BaseException):
                 await task
-            await stop_progress()
-            await self.finish(record, JobState.cancelled)
+            await self.recorder.conclude(record, cancelled)
             raise
-        except Cancelled:
-            await stop_progress()
-            return await self.finish(record, JobState.cancelled)
         except Exception as exc:
-            await stop_progress()
-            return await self.outcome(record, exc)
-        await stop_progress()
-        return await self.outcome(record, outcome)
+            outcome = exc
+        final = await self.recorder.conclude(record, outcome)
+        return final.model_dump(mode="json") if final is not None else {}
+
+
+@serve.deployment(max_ongoing_requests=1, graceful_shutdown_timeout_s=30)
+class RefineWorker(_Worker):
+    async def run(self, spec_json: str) -> dict[str, Any]:
+        return await self.run_one(spec_json)
 
 
 @serve.deployment(max_ongoing_requests=32)
-class CycleGANWorker(_RecordedJobs):
+class FastWorker(_Worker):
     def __init__(self, payload: dict[str, Any]) -> None:
         super().__init__(payload)
         self.run_batch.set_max_batch_size(self.settings.cyclegan_max_batch)
@@ -171,155 +108,127 @@ class CycleGANWorker(_RecordedJobs):
     async def run_batch(self, spec_jsons: list[str]) -> list[dict[str, Any]]:
         from stylebot.jobs.pipeline import run_cyclegan_batch
 
-        specs = [JobSpec.model_validate_json(s) for s in spec_jsons]
-        records = [await self.claim(spec) for spec in specs]
+        records = [await self._claim(JobSpec.model_validate_json(s)) for s in spec_jsons]
         todo = [(i, r) for i, r in enumerate(records) if r is not None]
-        results: list[dict[str, Any]] = [{} for _ in specs]
+        results: list[dict[str, Any]] = [{} for _ in spec_jsons]
         if not todo:
             return results
         try:
-            outcomes = await run_cyclegan_batch([r.spec for _, r in todo], self.storage, self.settings)
+            outcomes: list[Any] = await run_cyclegan_batch([r.spec for _, r in todo], self.storage,
+                                                           self.settings)
         except Exception as exc:  # the whole batch failed: every job in it fails the same way
             outcomes = [exc] * len(todo)
         for (i, record), outcome in zip(todo, outcomes, strict=True):
-            results[i] = await self.outcome(record, outcome)
+            final = await self.recorder.conclude(record, outcome)
+            results[i] = final.model_dump(mode="json") if final is not None else {}
         return results
 
     async def run(self, spec_json: str) -> dict[str, Any]:
-        return await self.run_batch(spec_json)
+        spec = JobSpec.model_validate_json(spec_json)
+        if spec.kind is JobKind.cyclegan and self.settings.executor == "direct":
+            return await self.run_batch(spec_json)
+        return await self.run_one(spec_json)
 
 
 # --- ingress ---------------------------------------------------------------------------------
-class RayJobBackend(JobFrontend):
-    """The ingress side: admission, records, dispatch through handles, status from the store."""
+class RayJobBackend(JobLifecycle):
+    """The ingress side: the lifecycle, dispatching through one deployment handle per lane."""
 
-    def __init__(self, storage: Any, settings: Settings, nst: DeploymentHandle,
-                 cyclegan: DeploymentHandle) -> None:
+    live_status = False
+
+    def __init__(self, storage: Any, settings: Settings, refine: DeploymentHandle,
+                 fast: DeploymentHandle) -> None:
         super().__init__(storage, settings)
-        self.handles = {JobKind.nst: nst, JobKind.cyclegan: cyclegan}
-        self._active: collections.OrderedDict[str, JobSpec] = collections.OrderedDict()
+        self.handles = {Lane.long: refine, Lane.fast: fast}
         self._responses: dict[str, DeploymentResponse] = {}
         self._tasks: set[asyncio.Task] = set()
-        self._lock = asyncio.Lock()
-        self._finished_counts: collections.Counter[str] = collections.Counter()
-        self._started = False
-        self._metrics = ServiceMetrics(self._metric_state)
+        self._refresher: asyncio.Task | None = None
 
     async def start(self) -> None:
-        if self._started:
-            return
-        self._started = True
-        for record in await self.store.all():
-            if not record.status.finished:
-                record.status = record.status.model_copy(update={"state": JobState.queued, "progress": 0.0})
-                await self.store.save(record)
-                self._dispatch(record.spec)
-        self.start_housekeeping()
+        await super().start()
+        if self._refresher is None:
+            self._refresher = asyncio.create_task(self._refresh(), name="stylebot-refresh")
 
     async def stop(self) -> None:
-        await self.stop_housekeeping()
-        for task in list(self._tasks):
+        await super().stop()
+        tasks = [*self._tasks, *([self._refresher] if self._refresher else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._refresher = None
 
-    def _dispatch(self, spec: JobSpec) -> None:
-        self._active[spec.job_id] = spec
-        response = self.handles[spec.kind].run.remote(spec.model_dump_json())
+    def dispatch(self, record: JobRecord) -> None:
+        spec = record.spec
+        response = self.handles[lane_for(spec)].run.remote(spec.model_dump_json())
         self._responses[spec.job_id] = response
-        task = asyncio.create_task(self._follow(spec, response))
+        task = asyncio.create_task(self._follow(record, response))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _follow(self, spec: JobSpec, response: DeploymentResponse) -> None:
+    def interrupt(self, job_id: str) -> None:
+        response = self._responses.get(job_id)
+        if response is not None:
+            response.cancel()
+
+    def queue_lengths(self) -> dict[Lane, int]:
+        lengths = dict.fromkeys(Lane, 0)
+        for record in list(self.active.values()):
+            if record.status.state is JobState.queued:
+                lengths[lane_for(record.spec)] += 1
+        return lengths
+
+    def queue_position(self, job_id: str) -> int | None:
+        lane = lane_for(self.active[job_id].spec) if job_id in self.active else None
+        ahead = 0
+        for other_id, other in list(self.active.items()):
+            if other_id == job_id:
+                return ahead
+            ahead += lane_for(other.spec) is lane and other.status.state is JobState.queued
+        return None
+
+    async def _refresh(self) -> None:
+        """Keep the ingress's view of active jobs current (queue lengths, previews for /metrics)."""
+        while True:
+            for job_id, record in list(self.active.items()):
+                with contextlib.suppress(Exception):
+                    stored = await self.store.load(job_id)
+                    if stored is not None and job_id in self.active and not record.status.finished:
+                        record.status, record.previews = stored.status, stored.previews
+                        record.attempts = stored.attempts
+            await asyncio.sleep(REFRESH_S)
+
+    async def _follow(self, record: JobRecord, response: DeploymentResponse) -> None:
+        spec = record.spec
+        failure: BaseException | None = None
         try:
             await response
         except asyncio.CancelledError:
             if not response.cancelled():
                 raise
+            failure = asyncio.CancelledError()
         except Exception as exc:  # the replica died or the request was cancelled after assignment
-            record = await self.store.load(spec.job_id)
-            if record is not None and not record.status.finished:
-                state = JobState.cancelled if response.cancelled() else JobState.failed
-                error = None if state is JobState.cancelled else JobError(
-                    code="internal", message="Something went wrong while styling the image.")
-                log.warning("job %s: %s (%r)", spec.job_id, state.value, exc)
-                record.status = record.status.model_copy(
-                    update={"state": state, "error": error, "finished_at": time.time()})
-                await self.store.save(record)
+            failure = asyncio.CancelledError() if response.cancelled() else exc
         finally:
-            self._active.pop(spec.job_id, None)
             self._responses.pop(spec.job_id, None)
-        record = await self.store.load(spec.job_id)
-        if record is not None and record.status.finished:
-            state = record.status.state
-            self._finished_counts[state.value] += 1
-            self._metrics.jobs_finished.labels(spec.kind.value, state.value).inc()
-            if state is JobState.done and record.status.run_seconds is not None:
-                self._metrics.job_duration.labels(spec.kind.value).observe(record.status.run_seconds)
-
-    async def submit(self, spec: JobSpec) -> JobStatus:
-        spec = self.effective_spec(spec)
-        async with self._lock:
-            existing = await self.store.load(spec.job_id)
-            if existing is not None:
-                self.same_job(existing.spec, spec)
-                return await self.status(spec.job_id)
-            active = sum(1 for s in self._active.values() if s.owner == spec.owner)
-            if active >= self.settings.per_owner_limit:
-                raise JobClientError("owner_limit", "You already have a job in progress; wait for it to "
-                                     "finish or cancel it.")
-            if len(self._active) >= self.settings.queue_size:
-                raise JobClientError("busy", "The style service is busy right now; please try again in a "
-                                     "minute.", retry_after=30)
-            await self.check_inputs(spec)
-            status = JobStatus(job_id=spec.job_id, owner=spec.owner, kind=spec.kind, state=JobState.queued)
-            await self.store.save(JobRecord(spec=spec, status=status))
-            self._dispatch(spec)
-        return await self.status(spec.job_id)
-
-    async def status(self, job_id: str) -> JobStatus:
-        status = await super().status(job_id)
-        if status.state is not JobState.queued:
-            return status
-        ahead = 0
-        for other_id, other in list(self._active.items()):
-            if other_id == job_id:
-                break
-            if other.kind is status.kind:
-                record = await self.store.load(other_id)
-                ahead += record is not None and record.status.state is JobState.queued
-        return status.model_copy(update={"position": ahead})
-
-    async def cancel(self, job_id: str) -> JobStatus:
-        status = await super().status(job_id)
-        if status.finished:
-            return status
-        response = self._responses.get(job_id)
-        if status.state is JobState.queued:
-            record = await self.store.load(job_id)
-            if record is not None and record.status.state is JobState.queued:
-                record.status = record.status.model_copy(
-                    update={"state": JobState.cancelled, "finished_at": time.time()})
-                await self.store.save(record)  # a worker that picks it up now skips it
-        if response is not None:
-            response.cancel()
-        deadline = time.monotonic() + CANCEL_WAIT_S
-        while time.monotonic() < deadline:
-            status = await super().status(job_id)
-            if status.finished:
-                break
-            await asyncio.sleep(0.1)
-        return status
-
-    def metrics(self) -> tuple[bytes, str]:
-        return self._metrics.render()
-
-    def _metric_state(self) -> tuple[int, dict[str, int]]:
-        # Scrapes must stay cheap: active jobs counted from memory, not read from the store.
-        counts = collections.Counter({"queued": 0, "running": 0})
-        counts["queued"] = len(self._active)
-        counts.update(self._finished_counts)
-        return len(self._active), dict(counts)
+        stored = await self.store.load(spec.job_id)
+        if stored is None:
+            return
+        final: JobStatus = stored.status
+        ours = self.final.get(spec.job_id)
+        if ours is not None and ours.finished and ours != final:
+            # Ended here (finish now, cancel) while the worker was still writing: ours stands.
+            await self.store.save(stored.model_copy(update={"status": ours}))
+            final = ours
+        elif not final.finished and failure is not None:
+            log.warning("job %s: its worker request ended without a final state (%r)", spec.job_id, failure)
+            record.status = final
+            final = await self.conclude(record, failure) or final
+        if final.finished:
+            record.attempts = stored.attempts
+            record.status = final
+            self.observe_start(record)
+            record.previews = max(record.previews, stored.previews)
+            self.ended(final, spec)
 
 
 _ingress_backend: RayJobBackend | None = None
@@ -337,19 +246,19 @@ def _set_ingress_backend(backend: RayJobBackend) -> None:
     _ingress_backend = backend
 
 
-app = create_app(None, manage_backend=False, backend_lookup=ingress_backend)
+app = create_app(ingress_backend)
 
 
 @serve.deployment(num_replicas=1, max_ongoing_requests=200)
 @serve.ingress(app)
 class Ingress:
     async def __init__(
-        self, payload: dict[str, Any], nst: DeploymentHandle, cyclegan: DeploymentHandle
+        self, payload: dict[str, Any], refine: DeploymentHandle, fast: DeploymentHandle
     ) -> None:
         from stylebot.storage import make_storage
 
         settings = Settings(**payload)
-        backend = RayJobBackend(make_storage(settings), settings, nst, cyclegan)
+        backend = RayJobBackend(make_storage(settings), settings, refine, fast)
         await backend.start()  # re-dispatch jobs left unfinished by a previous run
         _set_ingress_backend(backend)
 
@@ -362,17 +271,17 @@ def build_app(settings: Settings, *, gpus: float | None = None) -> Any:
         gpus = ray.cluster_resources().get("GPU", 0.0) if ray.is_initialized() else 0.0
     payload = settings_payload(settings)
     max_replicas = settings.ray_max_replicas
-    nst = NSTWorker.options(
+    refine = RefineWorker.options(
         ray_actor_options={"num_gpus": 1 if gpus else 0, "num_cpus": 1},
         autoscaling_config={"min_replicas": 1, "max_replicas": max_replicas, "target_ongoing_requests": 1,
                             "upscale_delay_s": 5, "downscale_delay_s": 120},
     ).bind(payload)
-    cyclegan = CycleGANWorker.options(
+    fast = FastWorker.options(
         ray_actor_options={"num_gpus": 0.5 if gpus else 0, "num_cpus": 1},
         autoscaling_config={"min_replicas": 1, "max_replicas": max_replicas,
                             "target_ongoing_requests": settings.cyclegan_max_batch},
     ).bind(payload)
-    return Ingress.options(ray_actor_options={"num_cpus": 0}).bind(payload, nst, cyclegan)
+    return Ingress.options(ray_actor_options={"num_cpus": 0}).bind(payload, refine, fast)
 
 
 def start_ray(settings: Settings) -> None:
