@@ -28,11 +28,11 @@ MAX_UPLOAD = 2 * 2**20  # the phone photo fits; re-encoded at quality 95 it woul
 
 @pytest.fixture(scope="module", params=["local", pytest.param("ray", marks=pytest.mark.ray)])
 def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, synthetic_models_dir: Path
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, full_models_dir: Path
 ) -> Iterator[ServerProcess]:
     backend = request.param
     root = tmp_path_factory.mktemp(backend)
-    env = server_env(backend, root / "storage", synthetic_models_dir,
+    env = server_env(backend, root / "storage", full_models_dir,
                      tmp_path_factory.mktemp("ray") if backend == "ray" else None)
     env["STYLEBOT_MAX_UPLOAD_BYTES"] = str(MAX_UPLOAD)
     proc = ServerProcess(backend, env, root / "server.log")
@@ -197,9 +197,15 @@ def test_a_short_job_never_waits_behind_a_refinement(http: httpx.Client) -> None
         "code": "owner_limit",
         "message": "You already have 1 job(s) in progress; wait for it to finish or cancel it.",
     }
-    short = cyclegan_body(bob, upload(http, bob, small_jpeg("chelsea.jpg")))
-    short["params"] = {"size": 96}
-    done = run_to_end(http, short)
+    bob_photo = upload(http, bob, small_jpeg("coffee.jpg", 512))
+    instant = nst_body(bob, bob_photo, [upload(http, bob, small_jpeg("texture_grass.jpg"))],
+                       size=512, preset="instant")
+    done = run_to_end(http, instant)
+    assert done["state"] == "done", done
+    assert max(load_image(http.get(f"/v1/jobs/{instant['job_id']}/result").content).size) == 512
+    gallery = {"job_id": uuid.uuid4().hex, "owner": bob, "kind": "gallery", "gallery": {"3": 1.0},
+               "content_key": bob_photo, "params": {"size": 96}}
+    done = run_to_end(http, gallery)
     assert done["state"] == "done", done
     # The refinement was running the whole time: the short job did not wait for it.
     assert http.get(f"/v1/jobs/{long_job['job_id']}").json()["state"] == "running"

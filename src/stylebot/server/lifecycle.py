@@ -42,6 +42,7 @@ from stylebot.jobs.spec import (
     JobSpec,
     JobState,
     JobStatus,
+    Preset,
     StyleInfo,
 )
 from stylebot.jobs.store import JobRecord, JobStore
@@ -69,14 +70,14 @@ class Lane(StrEnum):
 
 def lane_for(spec: JobSpec) -> Lane:
     """Refinement (NST with any preset but ``instant``) is long; every single pass is fast."""
-    if spec.kind is JobKind.nst and str(spec.params.preset) != "instant":
-        return Lane.long
-    return Lane.fast
+    if spec.kind.fast_lane or spec.params.preset is Preset.instant:
+        return Lane.fast
+    return Lane.long
 
 
 def preset_label(spec: JobSpec) -> str:
     """The preset as a metrics label; ``none`` for kinds that have no preset."""
-    return str(spec.params.preset) if spec.kind is JobKind.nst else "none"
+    return spec.params.preset.value if spec.kind is JobKind.nst else "none"
 
 
 def error_for(exc: BaseException) -> JobError:
