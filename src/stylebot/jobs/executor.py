@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from stylebot.jobs import notebook_support as nb
 from stylebot.jobs.pipeline import (
+    INTERNAL_MESSAGE,
     ComputeConfig,
     JobFailed,
     JobOutcome,
@@ -216,7 +217,7 @@ async def run_papermill(
             raise JobFailed(str(error.get("code", "internal")), str(error.get("message", "")))
         if not succeeded:
             log.error("job %s: notebook run failed: %s", spec.job_id, _short(run_error))
-            raise JobFailed("internal", "Something went wrong while styling the image.")
+            raise JobFailed("internal", INTERNAL_MESSAGE)
         result = _read_json(work / nb.RESULT_JSON) or {}
         data = (work / nb.RESULT_FILE).read_bytes()
     key = await store_result_bytes(spec, storage, data)

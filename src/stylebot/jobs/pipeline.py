@@ -50,6 +50,10 @@ class JobOutcome:
     seconds: float
 
 
+INTERNAL_MESSAGE = "Something went wrong while styling the image."
+"""The one message for failures the user cannot act on (``internal``)."""
+
+
 class JobFailed(Exception):
     """A failure to tell the user about: ``code`` is stable, ``message`` is safe to show."""
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from stylebot.config import Settings
 from stylebot.imaging import ImageError, encode_image, load_image, probe, resize_long_side
+from stylebot.jobs.pipeline import INTERNAL_MESSAGE, JobFailed
 from stylebot.jobs.spec import (
     JOB_ID_PATTERN,
     OWNER_PATTERN,
@@ -51,7 +52,6 @@ from stylebot.storage.base import InvalidKeyError, KeyNotFoundError, Storage
 
 log = logging.getLogger(__name__)
 
-INTERNAL_MESSAGE = "Something went wrong while styling the image."
 # How long DELETE waits for a running job to reach its next cancel check before answering.
 CANCEL_WAIT_S = 10.0
 # Finished statuses kept in memory for fast polling; older ones are read back from the store.
@@ -86,8 +86,6 @@ def error_for(exc: BaseException) -> JobError:
     ``JobFailed`` (the pipeline's) and ``JobClientError`` carry their own; anything else is
     logged and becomes ``internal`` with one generic message.
     """
-    from stylebot.jobs.pipeline import JobFailed
-
     if isinstance(exc, JobFailed | JobClientError):
         return JobError(code=exc.code, message=exc.message)
     log.error("job failed unexpectedly: %r", exc, exc_info=exc)
