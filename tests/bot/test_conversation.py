@@ -312,14 +312,16 @@ async def test_old_keyboards_are_removed_and_forged_callbacks_answered(start_bot
     # Hostile callback data cannot come through the emulator's UI; feed it to the dispatcher directly.
     from aiogram.types import Update
 
-    for data in (
-        "garbage",
-        "ch:deadbeef:pre:style_monet",
-        button(new, "Monet").replace("style_monet", "../x"),
+    for n, data in enumerate(
+        (
+            "garbage",
+            "ch:deadbeef:pre:style_monet",
+            button(new, "Monet").replace("style_monet", "../x"),
+        )
     ):
         update = Update.model_validate(
             {
-                "update_id": 10**6,
+                "update_id": 10**6 + n,
                 "callback_query": {
                     "id": "forged",
                     "chat_instance": "x",

@@ -76,6 +76,7 @@ def test_plurals_in_both_languages() -> None:
 def _messages(catalog: Catalog) -> dict[object, object]:
     """What a user would read: every translated message (plural forms included), not the header,
     which names the Babel version that compiled the file and so differs between installs."""
+
     def plain(value: object) -> object:
         return tuple(value) if isinstance(value, list | tuple) else value  # .mo plurals read as lists
 

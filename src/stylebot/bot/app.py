@@ -29,6 +29,7 @@ from stylebot.bot.middlewares import (
     ChatPacer,
     RestartNoticeMiddleware,
     RetryAfterMiddleware,
+    UpdateOnceMiddleware,
     UserLocks,
 )
 from stylebot.bot.persistence import JsonPendingStore, PendingStore, RedisPendingStore, TrackingMemoryStorage
@@ -109,12 +110,14 @@ class BotApp:
             i18n=self.i18n,
             timing=timing,
         )
+        self.once = UpdateOnceMiddleware(getattr(self.storage, "redis", None), bot.id)
         self.bursts = BurstMiddleware(burst_gap, typed_states=(Flow.entering_weights.state,))
         self.dispatcher = self._build_dispatcher(album_latency)
         self._polling: asyncio.Task[None] | None = None
 
     def _build_dispatcher(self, album_latency: float) -> Dispatcher:
         dp = Dispatcher(storage=self.storage)
+        dp.update.outer_middleware(self.once)
         dp.include_routers(*routers())
         dp.message.outer_middleware(self.bursts)
         dp.message.outer_middleware(AlbumMiddleware(album_latency))

@@ -108,6 +108,46 @@ class BurstMiddleware(BaseMiddleware):
         return await handler(event, data)
 
 
+class UpdateOnceMiddleware(BaseMiddleware):
+    """Each update is handled once, even when it reaches more than one bot process.
+
+    With Redis (several processes behind one webhook URL), the first process to ``SET NX`` the
+    update's key handles it; a retry or a copy that reaches another process stops here. Without
+    Redis, a bounded in-memory set catches the webhook retries of this one process.
+    """
+
+    def __init__(self, redis: Any | None, bot_id: int, *, ttl: int = 86_400, remember: int = 10_000) -> None:
+        self.redis = redis
+        self.prefix = f"stylebot:update:{bot_id}:"
+        self.ttl = ttl
+        self.remember = remember
+        self._seen: OrderedDict[int, None] = OrderedDict()
+        self.skipped = 0
+
+    async def first_time(self, update_id: int) -> bool:
+        if self.redis is not None:
+            return bool(await self.redis.set(self.prefix + str(update_id), b"1", nx=True, ex=self.ttl))
+        if update_id in self._seen:
+            return False
+        self._seen[update_id] = None
+        if len(self._seen) > self.remember:
+            self._seen.popitem(last=False)
+        return True
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        update_id = getattr(event, "update_id", None)
+        if isinstance(update_id, int) and not await self.first_time(update_id):
+            self.skipped += 1
+            log.info("update %d already handled (by this or another bot process)", update_id)
+            return None
+        return await handler(event, data)
+
+
 class RestartNoticeMiddleware(BaseMiddleware):
     """With memory storage: tell a returning user, once, that their conversation was lost."""
 

@@ -7,16 +7,15 @@ from aiogram import Router
 from stylebot.bot.handlers import choice, commands, content, settings
 
 
-def routers() -> list[Router]:
-    """The module routers, detached from any earlier dispatcher.
+def _copy(router: Router) -> Router:
+    """A new router with the same handlers: a router belongs to one dispatcher, and one process
+    may hold several (two bots in a test, the benchmark, a restart)."""
+    fresh = Router(name=router.name)
+    for name, observer in router.observers.items():
+        fresh.observers[name].handlers.extend(observer.handlers)
+    return fresh
 
-    A router belongs to one parent; a process that builds a second dispatcher (a restart in
-    tests, the benchmark) takes them over from the first, which must no longer be running.
-    """
-    result = [commands.router, settings.router, choice.router, content.router]
-    for router in result:
-        parent = router.parent_router
-        if parent is not None:
-            parent.sub_routers.remove(router)
-            router._parent_router = None
-    return result
+
+def routers() -> list[Router]:
+    """Fresh copies of the module routers, for one dispatcher."""
+    return [_copy(r) for r in (commands.router, settings.router, choice.router, content.router)]

@@ -1,0 +1,125 @@
+"""Two bot processes in webhook mode with Redis behind one URL.
+
+Both bots run here as two ``BotApp``s, each with its own Telegram session, Redis connections and
+webhook server, sharing only Redis and the ML side, as two processes would. In front of them a
+proxy plays the load balancer at its worst: it hands every update to *both* (as a retry after a
+timeout would), so "handled once" cannot come from the routing. One process is then killed mid-job
+(no cleanup at all); the other must pick up its delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from bot_helpers import FAST, FakeJobClient, button, jpeg, reply_to, text_of
+
+from stylebot.bot.app import BotApp, create_bot
+from stylebot.config import get_settings
+from stylebot.telegram import LocalTelegram, UserClient
+
+SECRET = "shared-webhook-secret"
+
+
+def is_result(m: dict) -> bool:
+    return "photo" in m and "⏱" in text_of(m)
+
+
+class FanOut:
+    """The one URL Telegram knows: forwards each update to every live bot process."""
+
+    def __init__(self) -> None:
+        self.targets: dict[str, str] = {}
+        self.session: aiohttp.ClientSession | None = None
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {
+            "X-Telegram-Bot-Api-Secret-Token": request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+        }
+        assert self.session is not None
+
+        async def one(url: str) -> int:
+            try:
+                async with self.session.post(url, data=body, headers=headers) as response:
+                    return response.status
+            except aiohttp.ClientError:
+                return 502
+
+        statuses = await asyncio.gather(*(one(url) for url in self.targets.values()))
+        return web.Response(status=200 if 200 in statuses else 502)
+
+
+@pytest.fixture
+async def redis_settings(redis_url, monkeypatch):
+    import redis.asyncio as aioredis
+
+    async with aioredis.from_url(redis_url) as r:
+        await r.flushdb()
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("DEFAULT_FAST_DEV_RUN", "1")
+    get_settings.cache_clear()
+    return get_settings()
+
+
+async def test_each_update_handled_once_and_a_killed_process_deliveries_picked_up(redis_settings) -> None:
+    client = FakeJobClient(auto=False)
+    fan = FanOut()
+    proxy_app = web.Application()
+    proxy_app.router.add_post("/hook", fan.handle)
+    async with LocalTelegram() as tg, aiohttp.ClientSession() as session:
+        fan.session = session
+        proxy = TestServer(proxy_app, host="127.0.0.1")
+        await proxy.start_server()
+        apps: dict[str, BotApp] = {}
+        servers: dict[str, TestServer] = {}
+        for name in ("a", "b"):
+            app = BotApp(redis_settings, client, bot=create_bot(tg.token, tg.base_url), **FAST)
+            server = TestServer(app.webhook_app(SECRET), host="127.0.0.1")
+            await server.start_server()
+            apps[name], servers[name] = app, server
+            fan.targets[name] = str(server.make_url(redis_settings.webhook_path))
+        await apps["a"].bot.set_webhook(str(proxy.make_url("/hook")), secret_token=SECRET)
+        try:
+            async with UserClient(tg.base_url, user_id=6001) as user:
+                hello = await user.send_command("start")
+                await reply_to(user, hello, lambda m: "Send me a photo" in text_of(m))
+                sent = await user.send_photo(jpeg())
+                choice = await reply_to(user, sent, lambda m: "How should I restyle" in text_of(m))
+                press = await user.press(choice["message_id"], button(choice, "Monet"))
+                assert (await user.wait_answer(press["id"])).get("text") == "Started."
+                progress = await reply_to(user, choice, lambda m: "50%" in text_of(m), timeout=10)
+                await asyncio.sleep(0.5)
+                texts = [text_of(m) for m in await user.bot_messages()]
+                assert sum("Send me a photo" in t for t in texts) == 1
+                assert sum("How should I restyle" in t for t in texts) == 1
+                assert len(client.jobs) == 1
+                assert sum(app.once.skipped for app in apps.values()) >= 3  # every copy was seen, and dropped
+
+                # Kill the process that watches the job: no cleanup, its Redis claim just expires.
+                job_id = next(iter(client.jobs))
+                owner = next(n for n, app in apps.items() if job_id in app.runner._tasks)
+                survivor = "b" if owner == "a" else "a"
+                await apps[owner].runner.shutdown(release=False)
+                del fan.targets[owner]
+                await servers[owner].close()
+                client.jobs[job_id].release.set()
+
+                result = await reply_to(user, progress, is_result, timeout=20)
+                assert "Monet" in text_of(result) and "Sent again" not in text_of(result)
+                await asyncio.sleep(1.0)
+                assert sum(is_result(m) for m in await user.bot_messages()) == 1
+                assert not await apps[survivor].pending.all()
+
+                # The survivor serves the next conversation alone, each update once.
+                again = await user.send_photo(jpeg("rocket.jpg"))
+                await reply_to(user, again, lambda m: "How should I restyle" in text_of(m))
+        finally:
+            await apps["a"].bot.delete_webhook()
+            for name, app in apps.items():
+                await servers[name].close()
+                await app.stop()
+            await proxy.close()
