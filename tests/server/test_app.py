@@ -156,6 +156,23 @@ async def test_uploads_reject_non_images_and_oversized_bodies(api: httpx.AsyncCl
     assert response.status_code == 413
 
 
+async def test_finish_now_answers_for_every_state(api: httpx.AsyncClient, runner: FakeRunner) -> None:
+    assert (await api.post(f"/v1/jobs/{job_id()}/finish")).status_code == 404
+    assert (await api.post("/v1/jobs/..%2F..%2Fetc/finish")).status_code == 404
+    running, queued = await nst_body(api, "chat:1"), await nst_body(api, "chat:2")
+    await api.post("/v1/jobs", json=running)
+    await wait_until(lambda: running["job_id"] in runner.started)
+    await api.post("/v1/jobs", json=queued)
+    response = await api.post(f"/v1/jobs/{queued['job_id']}/finish")  # no image yet
+    assert response.status_code == 409 and response.json()["detail"]["code"] == "not_ready"
+    response = await api.post(f"/v1/jobs/{running['job_id']}/finish")  # running, but no preview yet
+    assert response.status_code == 409 and response.json()["detail"]["code"] == "not_ready"
+    await api.delete(f"/v1/jobs/{queued['job_id']}")
+    response = await api.post(f"/v1/jobs/{queued['job_id']}/finish")  # ended: its state, unchanged
+    assert response.status_code == 200 and response.json()["state"] == "cancelled"
+    assert response.json()["result_key"] is None
+
+
 def metric(text: str, name: str) -> float:
     """The value of one sample line, e.g. ``stylebot_queue_length{lane="long"}``; 0 when absent."""
     for line in text.splitlines():
@@ -201,6 +218,36 @@ async def test_metrics_move_during_and_after_jobs(api: httpx.AsyncClient, runner
     assert metric(after, 'stylebot_job_duration_seconds_count{kind="nst",preset="balanced"}') == 1
     assert metric(after, 'stylebot_job_duration_seconds_count{kind="nst",preset="fast"}') == 1
     assert metric(after, 'stylebot_job_wait_seconds_count{lane="long"}') == 2
+
+
+async def test_a_chunked_upload_is_read_only_up_to_the_limit(
+    settings: Settings, storage: LocalStorage
+) -> None:
+    from stylebot.server.app import UPLOAD_OVERHEAD
+
+    settings = settings.model_copy(update={"max_upload_bytes": 100_000})
+    app = create_app(JobService(storage, settings, runner=FakeRunner()))
+    chunk, pulled, sent = b"x" * 10_000, 0, []
+    head = (b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n")
+
+    async def endless_body() -> dict:  # a client that would never stop sending its file
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": head if pulled == 1 else chunk, "more_body": True}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/inputs", "raw_path": b"/v1/inputs",
+             "query_string": b"", "root_path": "", "scheme": "http", "server": ("test", 80),
+             "client": ("127.0.0.1", 1), "http_version": "1.1", "asgi": {"version": "3.0"},
+             "headers": [(b"content-type", b"multipart/form-data; boundary=x")]}
+    async with app.router.lifespan_context(app):
+        await app(scope, endless_body, send)
+    assert sent[0]["status"] == 413
+    assert b'"too_large"' in b"".join(m.get("body", b"") for m in sent)
+    assert (pulled - 1) * len(chunk) <= 100_000 + UPLOAD_OVERHEAD + len(chunk)  # stopped at the limit
 
 
 def test_refuses_to_listen_beyond_loopback_without_a_token(capsys: pytest.CaptureFixture[str]) -> None:

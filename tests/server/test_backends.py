@@ -303,3 +303,9 @@ def test_sigterm_stops_the_server_cleanly_and_a_restart_resumes_the_job(
         record = asyncio.run(store.load(body["job_id"]))
         assert record is not None and record.attempts == 2
         assert again.delete(f"/v1/jobs/{body['job_id']}").json()["state"] == "cancelled"
+    if server.backend == "ray":  # SIGINT (Ctrl-C) stops it as cleanly as SIGTERM
+        children = server.descendants()
+        assert server.stop(signal.SIGINT) == 0
+        time.sleep(1.0)
+        assert not [pid for pid in children if psutil.pid_exists(pid)
+                    and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
