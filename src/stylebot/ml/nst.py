@@ -7,8 +7,10 @@ One cohesive algorithm, in the spirit of crowsonkb/style-transfer-pytorch:
   to its target's magnitude so that no layer dominates; several styles mix into one target Gram
   by their weights (for a squared error this is the same optimum as a weighted sum of losses);
   a small total-variation term against pixel noise.
-* optimisation starts from the content image (in the presets, half recoloured to the
-  styles' palette) at the coarsest level of an image pyramid, runs L-BFGS one iteration at a time
+* optimisation starts from the instant (feed-forward) result when the caller gives one (``start``:
+  the refinement presets; its detail, not the photo's, is restored on upsampling), else from the
+  content image (in the presets, half recoloured to the styles' palette), at the coarsest level of
+  an image pyramid, runs L-BFGS one iteration at a time
   (so progress, previews and cancellation act per iteration), stops a level early once the loss
   stops improving, then upsamples and refines at the next level, so the broad structure is built on
   images a quarter or a sixteenth of the final area. The presets also: let L-BFGS see the image
@@ -41,7 +43,7 @@ from PIL import Image
 from stylebot.ml.backbones import CONTENT_LAYER, STYLE_LAYERS
 from stylebot.ml.color import color_stats, keep_chroma, match_color, recolor
 from stylebot.ml.runtime import Cancelled as Cancelled  # re-exported: callers import it from here
-from stylebot.ml.runtime import CancelToken, Progress, check_cancel
+from stylebot.ml.runtime import CancelToken, Progress, ProgressCallback, check_cancel
 
 if TYPE_CHECKING:
     from stylebot.ml.backbones import VGGFeatures
@@ -51,6 +53,7 @@ log = logging.getLogger(__name__)
 FAST_DEV_SIZE = 64
 FAST_DEV_ITERATIONS = (3, 3)
 MIN_LEVEL_SIDE = 64
+MIN_SIDE = 16  # VGG pools four times before relu5_1
 
 
 NSTProgress = Progress  # the name callers used before runtime.py
@@ -67,10 +70,7 @@ class Preset:
     window: int = 10
     min_iterations: int = 10
     history_size: int = 20  # L-BFGS memory
-    line_search: str | None = None  # None (fixed step) or "strong_wolfe"
     detail_transfer: bool = False  # add the photo's own high frequencies when upsampling a level
-    clamp_each_step: bool = True  # False: clamp to [0, 1] only between levels and at the end
-    range_weight: float = 0.0  # penalty on pixel values outside [0, 1] (used without clamping)
     keep_best: bool = False  # end a level on its lowest-loss iterate if the loss rose at the end
     # Image parameterisation the optimiser sees: "pixels", or "laplacian" (a Laplacian pyramid of
     # ``bands`` bands, band k scaled by ``band_scale ** k``: a better-conditioned problem for L-BFGS,
@@ -83,6 +83,9 @@ class Preset:
     # replaced by the one a pooling stage earlier (relu4_2 -> relu3_2), so what they build is what
     # the final level's layers ask for, instead of structure twice the size.
     shift_layers: bool = False
+    # Iterations per level when the run starts from the instant (feed-forward) result, coarse
+    # first; empty: the same as ``iterations``.
+    warm_iterations: tuple[int, ...] = ()
 
 
 # Tuned against the single-scale 300-step baseline (docs/notes/nst-tuning.md): a Laplacian-pyramid
@@ -101,10 +104,16 @@ _BALANCED = Preset(
     init_colors=0.5,
     shift_layers=True,
 )
+# Started from the instant result (the usual case), the coarsest level has nothing left to build:
+# measured at 256 px (chelsea + brick, VGG16), 15 + 15 iterations at 1/2 and full size reach a total
+# objective of 0.394 in 18.8 full-size evaluations where the cold `fast` run reaches 0.429 in 18.3
+# (docs/benchmarks.md).
 PRESETS: dict[str, Preset] = {
-    "fast": dataclasses.replace(_BALANCED, iterations=(60, 25, 10), tolerance=0.02),
-    "balanced": _BALANCED,
-    "quality": dataclasses.replace(_BALANCED, iterations=(60, 30, 100)),
+    "fast": dataclasses.replace(
+        _BALANCED, iterations=(60, 25, 10), tolerance=0.02, warm_iterations=(0, 15, 15)
+    ),
+    "balanced": dataclasses.replace(_BALANCED, warm_iterations=(0, 10, 40)),
+    "quality": dataclasses.replace(_BALANCED, iterations=(60, 30, 100), warm_iterations=(0, 20, 100)),
 }
 PLAIN = Preset(factor=2.0, iterations=(1,), tolerance=0.0)  # no extras: plain Gatys
 
@@ -126,8 +135,6 @@ class NSTOptions:
     style_weight: float = 1.0
     tv_weight: float = 2e-3
     init_noise: float = 0.01
-    optimizer: str = "lbfgs"  # "lbfgs" | "adam"
-    adam_lr: float = 0.02
     style_layers: tuple[str, ...] = STYLE_LAYERS
     content_layer: str = CONTENT_LAYER
     # Override the preset: single scale, fixed iterations, no early stop (baselines).
@@ -135,12 +142,13 @@ class NSTOptions:
     early_stop: bool = True
 
     def validate(self, n_styles: int) -> None:
-        if not 16 <= self.size <= 4096:
-            raise ValueError("size must be between 16 and 4096 px")
+        """Only what the method needs; the user-facing limits live in ``stylebot.jobs.spec``."""
+        if self.size < MIN_SIDE:
+            raise ValueError(f"size must be at least {MIN_SIDE} px")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}")
-        if not 0.1 <= self.strength <= 10:
-            raise ValueError("strength must be between 0.1 and 10")
+        if not (math.isfinite(self.strength) and self.strength > 0):
+            raise ValueError("strength must be a positive number")
         if n_styles < 1:
             raise ValueError("at least one style image is needed")
         if self.style_weights is not None:
@@ -148,8 +156,6 @@ class NSTOptions:
                 raise ValueError(f"{len(self.style_weights)} style weights for {n_styles} style images")
             if any(not math.isfinite(w) or w < 0 for w in self.style_weights) or sum(self.style_weights) <= 0:
                 raise ValueError("style weights must be non-negative numbers, not all zero")
-        if self.optimizer not in ("lbfgs", "adam"):
-            raise ValueError("optimizer must be lbfgs or adam")
 
 
 @dataclass
@@ -163,25 +169,29 @@ class NSTResult:
     work: float = 0.0  # evaluations weighted by pixels, in units of one full-size evaluation
 
 
-def plan_levels(options: NSTOptions, aspect_size: tuple[int, int]) -> list[tuple[int, int]]:
-    """(long side, max iterations) per pyramid level, coarse first."""
+def plan_levels(
+    options: NSTOptions, aspect_size: tuple[int, int], *, warm: bool = False
+) -> list[tuple[int, int]]:
+    """(long side, max iterations) per pyramid level, coarse first; ``warm``: the budget for a
+    start from the instant result. Levels with no iterations are left out."""
     if options.levels is not None:
         return [(int(s), int(n)) for s, n in options.levels]
     if options.fast_dev_run:
         size = min(options.size, FAST_DEV_SIZE)
-        return [(max(16, size // 2), FAST_DEV_ITERATIONS[0]), (size, FAST_DEV_ITERATIONS[1])]
+        return [(max(MIN_SIDE, size // 2), FAST_DEV_ITERATIONS[0]), (size, FAST_DEV_ITERATIONS[1])]
     preset = PRESETS[options.preset]
-    n = len(preset.iterations)
+    budget = preset.warm_iterations if warm and preset.warm_iterations else preset.iterations
+    n = len(budget)
     sizes = [round(options.size / preset.factor ** (n - 1 - k)) for k in range(n)]
-    levels = [(s, it) for s, it in zip(sizes, preset.iterations, strict=True) if s >= MIN_LEVEL_SIDE]
+    levels = [(s, it) for s, it in zip(sizes, budget, strict=True) if s >= MIN_LEVEL_SIDE]
     if not levels:  # tiny outputs: one level at the final size
-        levels = [(options.size, preset.iterations[0])]
+        levels = [(options.size, max(budget))]
     if levels[0][0] != sizes[0]:
         # Levels below the minimum side were dropped; give their work to the first level.
-        dropped = sum(it for s, it in zip(sizes, preset.iterations, strict=True) if s < MIN_LEVEL_SIDE)
+        dropped = sum(it for s, it in zip(sizes, budget, strict=True) if s < MIN_LEVEL_SIDE)
         # A level at half the side costs a quarter as much per iteration.
         levels[0] = (levels[0][0], levels[0][1] + dropped // 4)
-    return levels
+    return [(s, it) for s, it in levels if it > 0] or [(options.size, 1)]
 
 
 # --- image helpers -------------------------------------------------------------------------------
@@ -258,11 +268,9 @@ class _Objective:
         content: torch.Tensor,
         target_grams: dict[str, torch.Tensor],
         options: NSTOptions,
-        range_weight: float = 0.0,
     ) -> None:
         self.backbone = backbone
         self.options = options
-        self.range_weight = range_weight
         self.layers = list(dict.fromkeys([*options.style_layers, options.content_layer]))
         with torch.no_grad():
             self.content_target = backbone(content, [options.content_layer])[options.content_layer]
@@ -277,8 +285,6 @@ class _Objective:
         )
         tv = total_variation(x)
         total = o.content_weight * content + o.strength * o.style_weight * style + o.tv_weight * tv * 1e3
-        if self.range_weight:
-            total = total + self.range_weight * (F.relu(x - 1).square() + F.relu(-x).square()).mean()
         return total, {
             "total": float(total.detach()),
             "content": float(content.detach()),
@@ -359,17 +365,168 @@ def _parameterize(x: torch.Tensor, preset: Preset) -> _Pixels | _LaplacianPyrami
 
 
 # --- the run --------------------------------------------------------------------------------------
-def _resolve_backbone(backbone: VGGFeatures | str | None, device: torch.device | str | None) -> VGGFeatures:
-    from stylebot.ml.backbones import VGGFeatures
-    from stylebot.ml.weights import load_backbone
+@dataclass(frozen=True)
+class Level:
+    """One pyramid level: the long side, its iteration budget, and its place in the plan."""
 
-    if isinstance(backbone, VGGFeatures):
-        return backbone.to(device) if device is not None else backbone
-    if backbone is None:
-        from stylebot.config import get_settings
+    number: int
+    count: int
+    side: int
+    max_iterations: int
+    pixels: int  # of the photo at this level
 
-        backbone = get_settings().backbone
-    return load_backbone(backbone, device=device)
+    @property
+    def stage(self) -> str:
+        return f"scale {self.number}/{self.count}"
+
+
+@dataclass
+class Plan:
+    """What a run will do: its levels, the method's extras, its L-BFGS memory, whether levels
+    stop early, and where it starts (the photo, or the instant result: ``warm``)."""
+
+    levels: list[Level]
+    extras: Preset
+    history_size: int
+    early_stop: bool
+    warm: bool
+
+    @classmethod
+    def make(cls, options: NSTOptions, content_size: tuple[int, int], *, warm: bool) -> Plan:
+        sides = plan_levels(options, content_size, warm=warm)
+        levels = [
+            Level(k, len(sides), side, n, _pixels_at(content_size, side))
+            for k, (side, n) in enumerate(sides, start=1)
+        ]
+        # The baselines (explicit levels) and fast_dev_run run plain Gatys: no extras, no early stop.
+        plain = options.fast_dev_run or options.levels is not None
+        extras = PLAIN if plain else PRESETS[options.preset]
+        # Explicit levels: the PyTorch tutorial's L-BFGS (memory 100); fast_dev_run keeps 20.
+        history = 20 if options.fast_dev_run else 100 if options.levels is not None else extras.history_size
+        return cls(levels, extras, history, options.early_stop and not plain, warm)
+
+    @property
+    def final_pixels(self) -> int:
+        return self.levels[-1].pixels
+
+
+class _CostModel:
+    """Seconds per iteration as ``overhead + cost × pixels``, fitted by least squares to every
+    iteration measured so far (all levels), not taken from one level's rate: small levels cost
+    more per pixel than large ones, so a rate measured on the first level alone would swing the
+    ETA when the next level starts. Until two level sizes have run, the overhead is taken as
+    zero, which overestimates (the ETA then only falls)."""
+
+    def __init__(self) -> None:
+        self.by_size: dict[int, list[float]] = {}  # pixels -> [seconds, iterations]
+
+    def record(self, seconds: float, pixels: int) -> None:
+        entry = self.by_size.setdefault(pixels, [0.0, 0.0])
+        entry[0] += max(0.0, seconds)
+        entry[1] += 1
+
+    def coefficients(self) -> tuple[float, float] | None:
+        if not self.by_size:
+            return None
+        xs = np.array(list(self.by_size), dtype=np.float64)
+        seconds, counts = np.array(list(self.by_size.values()), dtype=np.float64).T
+        ys = seconds / counts
+        if len(xs) == 1:
+            return 0.0, float(ys[0] / xs[0])
+        mean_x, mean_y = np.average(xs, weights=counts), np.average(ys, weights=counts)
+        var = np.average((xs - mean_x) ** 2, weights=counts)
+        slope = max(0.0, float(np.average((xs - mean_x) * (ys - mean_y), weights=counts) / var))
+        return max(0.0, float(mean_y - slope * mean_x)), slope
+
+    def eta(self, remaining: Sequence[tuple[int, int]]) -> float | None:
+        """Seconds for ``remaining`` (pixels, iterations) pairs."""
+        fit = self.coefficients()
+        if fit is None:
+            return None
+        overhead, per_pixel = fit
+        return sum(n * (overhead + per_pixel * px) for px, n in remaining)
+
+
+class _LevelRun:
+    """The optimisation at one level: L-BFGS over the image's parameterisation, one iteration per
+    :meth:`step`, tracking the lowest-loss iterate for ``keep_best``."""
+
+    def __init__(self, objective: _Objective, x: torch.Tensor, plan: Plan) -> None:
+        self.objective = objective
+        self.image = _parameterize(x, plan.extras)
+        self.keep_best = plan.extras.keep_best
+        self.optimizer = torch.optim.LBFGS(
+            self.image.params, lr=1.0, max_iter=1, history_size=plan.history_size
+        )
+        self.evaluations = 0
+        self.totals: list[float] = []
+        self.last: dict[str, float] = {}
+        self.best_total = math.inf
+        self.best: torch.Tensor | None = None
+
+    def _closure(self) -> torch.Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        x = self.image.image()
+        loss, parts = self.objective(x)
+        loss.backward()
+        self.evaluations += 1
+        self.last = parts
+        if self.keep_best and parts["total"] < self.best_total:
+            self.best_total, self.best = parts["total"], x.detach().clone()
+        return loss
+
+    def step(self) -> dict[str, float]:
+        self.optimizer.step(self._closure)
+        self.image.project()
+        self.totals.append(self.last["total"])
+        return dict(self.last)
+
+    def result(self) -> torch.Tensor:
+        """The level's image: its last iterate, or the best one when the loss rose at the end."""
+        if self.keep_best and self.best is not None and self.best_total < self.last.get("total", math.inf):
+            self.image.assign(self.best)
+        with torch.no_grad():
+            return self.image.image().detach()
+
+
+def _level_start(
+    level: Level,
+    plan: Plan,
+    options: NSTOptions,
+    content: Image.Image,
+    start: Image.Image | None,
+    styles: Sequence[Image.Image],
+    weights: Sequence[float],
+    previous: tuple[torch.Tensor, torch.Tensor] | None,
+    dev: torch.device,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(photo, detail source, start image) at this level's size.
+
+    The first level starts from ``start`` (the instant result) when given, else from the photo
+    (recoloured toward the styles by the preset's ``init_colors``) plus a little noise. Later
+    levels upsample the previous result and add the detail the detail source has at this size
+    and lacked at the previous one (the instant result's own strokes, or the photo's detail).
+    """
+    content_img = _fit_long_side(content, level.side)
+    content_t = to_tensor(content_img, dev)
+    detail_t = to_tensor(_fit_long_side(start, level.side), dev) if start is not None else content_t
+    if previous is None:
+        if start is not None:
+            return content_t, detail_t, detail_t.clone()
+        x = content_t
+        if plan.extras.init_colors:
+            recoloured = to_tensor(recolor(content_img, *color_stats(styles, weights)), dev)
+            x = torch.lerp(content_t, recoloured, plan.extras.init_colors)
+        noise = torch.randn(content_t.shape, generator=generator).to(dev) * options.init_noise
+        return content_t, detail_t, (x + noise).clamp(0, 1)
+    x_prev, detail_prev = previous
+    size = content_t.shape[-2:]
+    x = F.interpolate(x_prev, size=size, mode="bicubic", align_corners=False)
+    if plan.extras.detail_transfer or start is not None:
+        # The sum is the detail source plus exactly the change the coarser levels made, upsampled.
+        x = x + (detail_t - F.interpolate(detail_prev, size=size, mode="bicubic", align_corners=False))
+    return content_t, detail_t, x.clamp(0, 1)
 
 
 def stylize(
@@ -377,146 +534,93 @@ def stylize(
     styles: Sequence[Image.Image],
     options: NSTOptions,
     *,
-    backbone: VGGFeatures | str | None = None,
-    device: torch.device | str | None = None,
-    on_progress: Callable[[NSTProgress], None] | None = None,
+    backbone: VGGFeatures,
+    start: Image.Image | None = None,
+    on_progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> NSTResult:
     """Restyle ``content`` with ``styles``; see the module docstring for the method.
 
-    Raises :class:`~stylebot.ml.weights.WeightsError` when no backbone is installed,
-    :class:`Cancelled` when ``cancel`` fires, ``ValueError`` for bad options.
+    ``start``: begin from this image (the instant result) instead of the photo; the first
+    progress event then carries it as the preview, before any optimisation. Raises
+    :class:`Cancelled` when ``cancel`` fires (checked before every iteration), ``ValueError`` for
+    bad options.
     """
     options.validate(len(styles))
-    started = time.monotonic()
-    net = _resolve_backbone(backbone, device)
+    started = clock()
+    net = backbone
     dev = next(net.parameters()).device
     content = content.convert("RGB")
     styles = [s.convert("RGB") for s in styles]
     if options.preserve_colors:
         styles = [match_color(s, content) for s in styles]
     weights = list(options.style_weights) if options.style_weights is not None else [1.0] * len(styles)
-    levels = plan_levels(options, content.size)
+    plan = Plan.make(options, content.size, warm=start is not None)
+    if start is not None:
+        start = start.convert("RGB")
     generator = torch.Generator().manual_seed(options.seed)
-    total = sum(n for _, n in levels)
-    done = 0
+    cost = _CostModel()
+    total = sum(level.max_iterations for level in plan.levels)
+    left = {level.number: level.max_iterations for level in plan.levels}  # iterations still to run
+    done, evaluations, work = 0, 0, 0.0
     history: list[dict[str, float]] = []
     losses: dict[str, float] = {}
-    rate: float | None = None  # seconds per (iteration x pixel), measured as we go
-    x: torch.Tensor | None = None
-    prev_content: torch.Tensor | None = None  # the previous level's photo
-    extras = _extras(options)
-    counter = [0]  # objective evaluations at this level
-    evaluations, work = 0, 0.0
-    final_pixels = _pixels_at(content.size, levels[-1][0])
+    previous: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    for level_no, (side, max_iters) in enumerate(levels, start=1):
+    def emit(stage: str, preview: Image.Image | None) -> None:
+        if on_progress is not None:
+            eta = cost.eta([(level.pixels, left[level.number]) for level in plan.levels])
+            on_progress(Progress(done, total, losses, stage, eta, preview))
+
+    if start is not None:
+        emit("instant", _fit_long_side(start, plan.levels[-1].side))
+    for level in plan.levels:
         check_cancel(cancel)
-        content_img = _fit_long_side(content, side)
-        content_t = to_tensor(content_img, dev)
-        style_ts = [to_tensor(_fit_long_side(s, side), dev) for s in styles]
+        content_t, detail_t, x = _level_start(
+            level, plan, options, content, start, styles, weights, previous, dev, generator
+        )
         level_options = options
-        if level_no < len(levels) and extras.shift_layers:
-            level_options = _shifted_layers(options, round(math.log2(levels[-1][0] / side)), net)
+        if level.number < level.count and plan.extras.shift_layers:
+            octaves = round(math.log2(plan.levels[-1].side / level.side))
+            level_options = _shifted_layers(options, octaves, net)
+        style_ts = [to_tensor(_fit_long_side(s, level.side), dev) for s in styles]
         grams = mixed_style_grams(net, style_ts, weights, level_options.style_layers)
-        objective = _Objective(
-            net, content_t, grams, level_options, 0.0 if extras.clamp_each_step else extras.range_weight
-        )
-        if x is None:
-            noise = torch.randn(content_t.shape, generator=generator).to(dev) * options.init_noise
-            start = content_t
-            if extras.init_colors:
-                recoloured = to_tensor(recolor(content_img, *color_stats(styles, weights)), dev)
-                start = torch.lerp(content_t, recoloured, extras.init_colors)
-            x = (start + noise).clamp(0, 1)
-        else:
-            x = F.interpolate(x, size=content_t.shape[-2:], mode="bicubic", align_corners=False)
-            if extras.detail_transfer:
-                # The upsampled result lacks the detail a level up; take the photo's: the photo
-                # minus the previous level's photo, upsampled alike. (The sum is the photo plus
-                # exactly the change the coarser levels made, upsampled.)
-                low = F.interpolate(
-                    prev_content, size=content_t.shape[-2:], mode="bicubic", align_corners=False
-                )
-                x = x + (content_t - low)
-            x = x.clamp(0, 1)
-        prev_content = content_t
-        image = _parameterize(x, extras)
-        if options.optimizer == "lbfgs":
-            history_size, line_search = _lbfgs_settings(options)
-            opt: torch.optim.Optimizer = torch.optim.LBFGS(
-                image.params, lr=1.0, max_iter=1, history_size=history_size, line_search_fn=line_search
-            )
-        else:
-            opt = torch.optim.Adam(image.params, lr=options.adam_lr)
-        stage = f"scale {level_no}/{len(levels)} ({content_t.shape[-1]}×{content_t.shape[-2]})"
-        pixels = content_t.shape[-1] * content_t.shape[-2]
-        level_losses: list[float] = []
-        best: list = [math.inf, None]
-        level_start = time.monotonic()
-
-        def closure(
-            objective: _Objective = objective,
-            image: _Pixels | _LaplacianPyramid = image,
-            opt: torch.optim.Optimizer = opt,
-            keep_best: bool = extras.keep_best,
-            best: list = best,
-        ) -> torch.Tensor:
-            opt.zero_grad(set_to_none=True)
-            x = image.image()
-            loss, parts = objective(x)
-            loss.backward()
-            closure.parts = parts  # type: ignore[attr-defined]
-            counter[0] += 1
-            if keep_best and parts["total"] < best[0]:
-                best[0], best[1] = parts["total"], x.detach().clone()
-            return loss
-
-        for it in range(1, max_iters + 1):
+        run = _LevelRun(_Objective(net, content_t, grams, level_options), x, plan)
+        stage = f"{level.stage} ({content_t.shape[-1]}×{content_t.shape[-2]})"
+        for it in range(1, level.max_iterations + 1):
             check_cancel(cancel)
-            opt.step(closure)
-            if extras.clamp_each_step:
-                image.project()
-            losses = dict(closure.parts)  # type: ignore[attr-defined]
-            history.append({**losses, "level": float(level_no)})
-            level_losses.append(losses["total"])
+            tick = clock()
+            losses = run.step()
+            cost.record(clock() - tick, level.pixels)
+            history.append({**losses, "level": float(level.number)})
             done += 1
-            rate = (time.monotonic() - level_start) / (it * pixels)
-            stop = options.early_stop and _converged(level_losses, options)
+            left[level.number] -= 1
+            stop = plan.early_stop and _converged(run.totals, plan.extras)
+            if stop:  # the rest of this level's budget will not be spent
+                total -= level.max_iterations - it
+                left[level.number] = 0
+            preview = None
+            if options.preview_every and done % options.preview_every == 0:
+                preview = to_image(run.image.image())
+            emit(stage, preview)
             if stop:
-                total -= max_iters - it
-            if on_progress is not None:
-                remaining = (max_iters - it) * pixels * (not stop) + sum(
-                    n * _pixels_at(content.size, s) for s, n in levels[level_no:]
-                )
-                preview = None
-                if options.preview_every and (done % options.preview_every == 0):
-                    preview = to_image(image.image())
-                on_progress(
-                    NSTProgress(done, total, losses, stage, rate * remaining if rate else None, preview)
-                )
-            if stop:
-                log.debug("level %d converged after %d iterations", level_no, it)
+                log.debug("level %d converged after %d iterations", level.number, it)
                 break
-        if extras.keep_best and best[1] is not None and best[0] < closure.parts["total"]:  # type: ignore[attr-defined]
-            image.assign(best[1])
-        with torch.no_grad():
-            x = image.image().detach()
-        work += counter[0] * pixels / final_pixels
-        evaluations += counter[0]
-        counter[0] = 0
-    assert x is not None
-    image = to_image(x)  # clamps
+        x = run.result()
+        previous = (x, detail_t)
+        work += run.evaluations * level.pixels / plan.final_pixels
+        evaluations += run.evaluations
+    assert previous is not None
+    image = to_image(previous[0])  # clamps
     if options.preserve_colors:
-        image = keep_chroma(
-            image, _fit_long_side(content, image.width if image.width >= image.height else image.height)
-        )
+        image = keep_chroma(image, _fit_long_side(content, max(image.size)))
     return NSTResult(
         image=image,
         losses=losses,
         history=history,
         iterations=done,
-        seconds=time.monotonic() - started,
+        seconds=clock() - started,
         evaluations=evaluations,
         work=work,
     )
@@ -525,17 +629,6 @@ def stylize(
 def _pixels_at(size: tuple[int, int], side: int) -> int:
     scale = side / max(size)
     return max(1, round(size[0] * scale)) * max(1, round(size[1] * scale))
-
-
-def _lbfgs_settings(options: NSTOptions) -> tuple[int, str | None]:
-    """(history size, line search): the preset's; explicit ``levels`` (the single-scale baseline) get
-    torch's defaults (memory 100, no line search), as in the PyTorch tutorial; fast_dev_run keeps 20."""
-    if options.fast_dev_run:
-        return 20, None
-    if options.levels is not None:
-        return 100, None
-    preset = PRESETS[options.preset]
-    return preset.history_size, preset.line_search
 
 
 def _shifted_layers(options: NSTOptions, octaves: int, net: VGGFeatures) -> NSTOptions:
@@ -551,18 +644,7 @@ def _shifted_layers(options: NSTOptions, octaves: int, net: VGGFeatures) -> NSTO
     return dataclasses.replace(options, style_layers=style or options.style_layers, content_layer=content)
 
 
-def _extras(options: NSTOptions) -> Preset:
-    """The preset whose extras (parameterisation, colour start, detail transfer, keep-best, layer
-    shift) apply: none for fast_dev_run and for explicit ``levels`` (the baselines run plain Gatys)."""
-    if options.fast_dev_run or options.levels is not None:
-        return PLAIN
-    return PRESETS[options.preset]
-
-
-def _converged(level_losses: list[float], options: NSTOptions) -> bool:
-    if options.fast_dev_run or options.levels is not None:
-        return False
-    preset = PRESETS[options.preset]
+def _converged(level_losses: list[float], preset: Preset) -> bool:
     n = len(level_losses)
     if n < max(preset.min_iterations, preset.window + 1):
         return False

