@@ -47,10 +47,10 @@ models, device = make_models_dir(Path(sys.argv[1])), sys.argv[2]
 net = load_backbone("vgg19", models_dir=models, device=device)
 content = resize_long_side(load_image_file(sample_path("chelsea.jpg")), 512)
 style = resize_long_side(load_image_file(sample_path("texture_brick.jpg")), 512)
-stylize(content, [style], NSTOptions(size=128, preset="fast"), backbone=net, device=device)  # warm-up
+stylize(content, [style], NSTOptions(size=128, preset="fast"), backbone=net)  # warm-up
 for preset in ("fast", "balanced", "quality"):
     started = time.perf_counter()
-    stylize(content, [style], NSTOptions(size=512, preset=preset), backbone=net, device=device)
+    stylize(content, [style], NSTOptions(size=512, preset=preset), backbone=net)
     print(f"NST {preset:<8} 512 px on {device}: {time.perf_counter() - started:.2f} s")
 PYEOF
 
