@@ -125,6 +125,32 @@ def instant_section(models: Path, net: nst.VGGFeatures) -> None:
             row.append(gaps[crops][-1])
         print(f"{content_name:>14} {style_name:>14} {row[0]:8.4f} {row[1]:8.4f}")
     print(f"{'median':>29} {statistics.median(gaps[1]):8.4f} {statistics.median(gaps[3]):8.4f}", flush=True)
+    sheet_timing(models)
+
+
+def sheet_timing(models: Path) -> None:
+    """The gallery sheet the bot shows: 26 gallery tiles + all six CycleGANs (random weights: the
+    same speed), 128-px tiles."""
+    import tempfile
+
+    from stylebot.jobs.pipeline import render_sheet
+    from stylebot.ml.names import CYCLEGAN_MODELS, FEEDFORWARD_MODELS
+    from stylebot.ml.synthetic import make_models_dir
+    from stylebot.ml.weights import import_weights, model_path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_models_dir(Path(tmp), backbones=(), cyclegan=CYCLEGAN_MODELS)
+        for name in FEEDFORWARD_MODELS:
+            import_weights(name, model_path(name, models), models_dir=root)
+        photo = _open("coffee.jpg")
+        render_sheet(photo, root, "cpu")  # loads the networks once
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            sheet = render_sheet(photo, root, "cpu")
+            times.append(time.perf_counter() - start)
+    print(f"\ngallery sheet, 32 tiles of 128 px ({sheet.width}x{sheet.height}): best of 3 "
+          f"{min(times):.2f} s, median {statistics.median(times):.2f} s (target <= 2 s)", flush=True)
 
 
 def refinement_section(
