@@ -1,4 +1,6 @@
-"""Pure compute: NST backbones, multi-style NST, CycleGAN generators, and the weights registry.
+"""Pure compute: feed-forward style networks, NST refinement, CycleGAN generators, and the weights
+registry that loads them all.
 
-Nothing here touches the network except :mod:`stylebot.ml.weights` when asked to pull weights.
+Nothing here reads settings or touches storage; only :func:`stylebot.ml.weights.pull` uses the
+network, when asked to. Engines take loaded modules and explicit paths.
 """
