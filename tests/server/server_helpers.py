@@ -66,7 +66,7 @@ class FakeRunner:
 
     async def __call__(self, spec: JobSpec, storage: Any, settings: Settings, *, on_progress: Callable,
                        cancel: Any) -> FakeOutcome:
-        from stylebot.ml.nst import Cancelled
+        from stylebot.ml.runtime import Cancelled
 
         self.started.append(spec.job_id)
         self.running.set()

@@ -47,6 +47,7 @@ from stylebot.jobs.spec import (
     StyleInfo,
 )
 from stylebot.jobs.store import JobRecord, JobStore
+from stylebot.ml.runtime import Cancelled
 from stylebot.server.metrics import ServiceMetrics
 from stylebot.storage.base import InvalidKeyError, KeyNotFoundError, Storage
 
@@ -116,7 +117,6 @@ class JobRecorder:
         self.settings = settings
         self.store = JobStore(storage)
         self.persist_every_s = persist_every_s
-        self.previews_stored = 0
         self._locks: dict[str, asyncio.Lock] = {}
         self._pending_preview: dict[str, bytes] = {}
         self._preview_tasks: dict[str, asyncio.Task] = {}
@@ -185,7 +185,6 @@ class JobRecorder:
             old = record.status.preview_key
             record.status = record.status.model_copy(update={"preview_key": key})
             record.previews += 1
-            self.previews_stored += 1
             await self._persist(record)
             if old is not None:  # a new key per preview; storage keeps only the latest
                 with contextlib.suppress(Exception):
@@ -213,8 +212,6 @@ class JobRecorder:
         Returns the final status, or None on shutdown (the record stays running and the job is
         dispatched again on the next start).
         """
-        from stylebot.ml.nst import Cancelled
-
         if isinstance(outcome, Cancelled | asyncio.CancelledError):
             if shutting_down:
                 return None

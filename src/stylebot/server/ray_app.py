@@ -68,7 +68,7 @@ class _Worker:
 
     async def run_one(self, spec_json: str) -> dict[str, Any]:
         from stylebot.jobs.pipeline import run_job
-        from stylebot.ml.nst import CancelToken
+        from stylebot.ml.runtime import CancelToken
 
         record = await self._claim(JobSpec.model_validate_json(spec_json))
         if record is None:

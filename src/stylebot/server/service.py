@@ -143,7 +143,7 @@ class JobService(JobLifecycle):
                 log.exception("%s worker %d: job %s crashed outside the runner", lane, index, job_id)
 
     async def _run(self, record: JobRecord) -> None:
-        from stylebot.ml.nst import CancelToken
+        from stylebot.ml.runtime import CancelToken
 
         job_id = record.spec.job_id
         token = self._tokens[job_id] = CancelToken()  # before the first await: cancel may come now
