@@ -219,9 +219,16 @@ def test_finish_now_ends_a_refinement_with_its_latest_image_at_full_size(http: h
     photo = upload(http, who, small_jpeg("coffee.jpg", 200))
     style = upload(http, who, small_jpeg("texture_brick.jpg"))
     body = nst_body(who, photo, [style], size=160, preset="balanced")
+    blocker_owner = owner()
+    blocker = nst_body(blocker_owner, upload(http, blocker_owner, small_jpeg("chelsea.jpg", 96)),
+                       [upload(http, blocker_owner, small_jpeg("texture_brick.jpg"))], size=512)
+    submit(http, blocker)  # holds the long lane, so the job below waits without an image
+    wait_status(http, blocker["job_id"], lambda s: s["state"] == "running")
     submit(http, body)
+    assert http.get(f"/v1/jobs/{body['job_id']}").json()["state"] == "queued"
     early = http.post(f"/v1/jobs/{body['job_id']}/finish")  # no image yet
     assert early.status_code == 409 and early.json()["detail"]["code"] == "not_ready", early.text
+    http.delete(f"/v1/jobs/{blocker['job_id']}")
     before = http.get("/metrics").text
     wait_status(http, body["job_id"], lambda s: s["preview_key"] is not None or finished(s))
     during = http.get(f"/v1/jobs/{body['job_id']}").json()
