@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import signal
 
 from stylebot.config import Settings
 
@@ -45,5 +46,13 @@ def serve(settings: Settings, backend: str, host: str, port: int) -> int:
     service = JobService(make_storage(settings), settings)
     app = create_app(service)
     log.info("ML server (local backend, %d worker(s)) on http://%s:%d", service.workers, host, port)
+    # uvicorn shuts down gracefully on SIGTERM/SIGINT and then raises the signal again with the
+    # handler found at start: make that (and a signal before uvicorn's own handlers) exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     return 0
+
+
+def _exit_cleanly(signum: int, _frame: object) -> None:
+    raise SystemExit(0)
