@@ -98,7 +98,7 @@ class JobService(JobLifecycle):
     def dispatch(self, record: JobRecord) -> None:
         lane = lane_for(record.spec)
         self._queues[lane].append(record.spec.job_id)
-        asyncio.get_running_loop().create_task(self._notify(lane))
+        self._spawn(self._notify(lane))
 
     def interrupt(self, job_id: str) -> None:
         for queue in self._queues.values():
