@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         description="Remove the webhook when the bot stops (else Telegram keeps queueing updates)",
     )
     redis_url: str | None = Field(None, validation_alias=_env("REDIS_URL", "REDIS_URL"))
+    refine: bool = Field(
+        True, validation_alias=_env("REFINE"),
+        description="on|off: after the instant result, refine it with live previews (users can change it "
+        "in /settings)",
+    )
 
     # --- ML server ---------------------------------------------------------------------------
     ml_server_host_addr: str | None = Field(

@@ -19,7 +19,7 @@ from stylebot.assets import sample_path
 from stylebot.bot.delivery import Timing
 from stylebot.client import JobClientError
 from stylebot.imaging import load_image
-from stylebot.jobs.spec import PRETRAINED_MODELS, JobSpec, JobState, JobStatus
+from stylebot.jobs.spec import PRETRAINED_MODELS, JobError, JobSpec, JobState, JobStatus
 from stylebot.telegram import UserClient
 
 FAST_TIMING = Timing(
@@ -70,8 +70,11 @@ class FakeJobClient:
     """The ML side in memory: jobs advance queued → running 50% → done when ``release``d
     (or at once with ``auto=True``); ``down`` makes every call fail as unreachable."""
 
-    def __init__(self, *, auto: bool = True, per_owner_limit: int = 1) -> None:
+    def __init__(self, *, auto: bool = True, per_owner_limit: int = 1, sheets: bool = True) -> None:
         self.auto = auto
+        self.sheets = sheets  # False: as without the gallery network (sheet jobs fail)
+        self.sheet_jobs: dict[str, JobStatus] = {}
+        self.finished_early: list[str] = []
         self.per_owner_limit = per_owner_limit
         self.down = False
         self.inputs: dict[str, bytes] = {}
@@ -92,6 +95,13 @@ class FakeJobClient:
 
     async def submit(self, spec: JobSpec) -> JobStatus:
         self._check()
+        if spec.kind == "sheet":
+            assert spec.content_key in self.inputs
+            state = JobState.done if self.sheets else JobState.failed
+            error = None if self.sheets else JobError(code="model_not_installed", message="not installed")
+            status = JobStatus(job_id=spec.job_id, owner=spec.owner, kind=spec.kind, state=state, error=error)
+            self.sheet_jobs[spec.job_id] = status
+            return status
         active = [j for j in self.jobs.values() if j.spec.owner == spec.owner and not j.status.finished]
         if len(active) >= self.per_owner_limit:
             raise JobClientError("owner_limit", "one job at a time")
@@ -112,7 +122,20 @@ class FakeJobClient:
 
     async def status(self, job_id: str) -> JobStatus:
         self._check()
+        if job_id in self.sheet_jobs:
+            return self.sheet_jobs[job_id]
         return self._job(job_id).status
+
+    async def finish(self, job_id: str) -> JobStatus:
+        """ "Good, send it": the job ends now with its latest image."""
+        self._check()
+        job = self._job(job_id)
+        if not job.status.finished:
+            if job.status.preview_key is None:
+                raise JobClientError("not_ready", "no image yet")
+            self.finished_early.append(job_id)
+            job.release.set()
+        return job.status
 
     async def cancel(self, job_id: str) -> JobStatus:
         self._check()
@@ -126,6 +149,8 @@ class FakeJobClient:
 
     async def result(self, job_id: str) -> bytes:
         self._check()
+        if job_id in self.sheet_jobs:
+            return jpeg("astronaut.jpg", 96)
         return jpeg("coffee.jpg", 80)
 
     async def preview(self, job_id: str) -> bytes | None:
@@ -139,6 +164,9 @@ class FakeJobClient:
 
     async def watch(self, job_id: str, *, interval: float = 1.0) -> AsyncIterator[JobStatus]:
         self._check()
+        if job_id in self.sheet_jobs:
+            yield self.sheet_jobs[job_id]
+            return
         job = self._job(job_id)
         yield job.status
         if not job.status.finished:
@@ -196,3 +224,18 @@ async def reply_to(user: UserClient, sent: dict | list[dict], predicate=None, ti
 
 def has_buttons(message: dict) -> bool:
     return bool(buttons(message))
+
+
+async def press_button(user: UserClient, message: dict, contains: str) -> dict:
+    """Press the button whose text contains ``contains``, paging a sheet keyboard to find it;
+    returns the bot's answer to the press."""
+    for _ in range(5):
+        message = next(m for m in await user.history() if m["message_id"] == message["message_id"])
+        if any(contains in text for text in buttons(message)):
+            press = await user.press(message["message_id"], button(message, contains))
+            return await user.wait_answer(press["id"])
+        if not any("▶" in text for text in buttons(message)):
+            break
+        press = await user.press(message["message_id"], button(message, "▶"))
+        await user.wait_answer(press["id"])
+    raise AssertionError(f"no button with {contains!r} in {list(buttons(message))}")

@@ -6,7 +6,7 @@ import asyncio
 import io
 
 import pytest
-from bot_helpers import FakeJobClient, button, buttons, jpeg, png, reply_to, text_of
+from bot_helpers import FakeJobClient, button, buttons, jpeg, png, press_button, reply_to, text_of
 
 from stylebot.telegram import UserClient
 
@@ -22,8 +22,7 @@ def is_result(m: dict) -> bool:
 
 
 async def choose(user: UserClient, message: dict, contains: str) -> dict:
-    press = await user.press(message["message_id"], button(message, contains))
-    return await user.wait_answer(press["id"])
+    return await press_button(user, message, contains)
 
 
 async def photo_to_choice(user: UserClient, data: bytes | None = None) -> dict:
@@ -316,7 +315,10 @@ async def test_old_keyboards_are_removed_and_forged_callbacks_answered(start_bot
         (
             "garbage",
             "ch:deadbeef:pre:style_monet",
-            button(new, "Monet").replace("style_monet", "../x"),
+            button(new, "7").replace(":7", ":999"),  # a tile that is not on the sheet
+            button(new, "7").replace(":7", ":29"),  # Van Gogh: not installed, so not offered
+            button(new, "7").replace(":7", ":-1"),
+            "sp:" + button(new, "7").split(":")[1] + ":../x",
         )
     ):
         update = Update.model_validate(
@@ -340,16 +342,103 @@ async def test_old_keyboards_are_removed_and_forged_callbacks_answered(start_bot
     assert (await choose(user, new, "Monet")).get("text") == "Started."
 
 
-async def test_uninstalled_style_shown_with_reason(start_bot, user) -> None:
+async def test_styles_not_installed_are_not_shown_to_users(start_bot, user, caplog) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="stylebot.bot.styles")
     await start_bot(FakeJobClient())
     choice = await photo_to_choice(user)
-    assert "Van Gogh is unavailable: weights not installed" in text_of(choice)
-    assert "stylebot models" not in text_of(choice)  # operator hints stay out of the chat
-    answer = await choose(user, choice, "🚫 Van Gogh")
-    assert "unavailable" in answer.get("text", "") and answer.get("show_alert")
+    names = " ".join(buttons(choice))
+    for page_two in ("More",):
+        await choose(user, choice, page_two)
+    names += " ".join(
+        buttons(next(m for m in await user.history() if m["message_id"] == choice["message_id"]))
+    )
+    assert "26 Monet" in names and "28 Ukiyo-e" in names and "Van Gogh" not in names and "29" not in names
+    assert "unavailable" not in text_of(choice) and "stylebot models" not in text_of(choice)
     styles = await user.send_command("styles")
-    listing = await reply_to(user, styles)
-    assert "✅ Monet" in text_of(listing) and "🚫 Van Gogh: unavailable" in text_of(listing)
+    listing = text_of(await reply_to(user, styles))
+    assert "26 Monet" in listing and "Van Gogh" not in listing and "26 gallery styles" in listing
+    # The operator is told once, at start, with the command that installs them.
+    lines = [r.getMessage() for r in caplog.records if "not shown to users" in r.getMessage()]
+    assert len(lines) == 1 and "style_vangogh" in lines[0] and "stylebot models pull" in lines[0]
+
+
+async def test_photo_gives_the_sheet_and_a_tile_goes_straight_to_the_result(start_bot, user) -> None:
+    client = FakeJobClient()
+    await start_bot(client)
+    sent = await user.send_photo(jpeg(size=96))
+    sheet = await reply_to(user, sent, is_choice)
+    assert "photo" in sheet  # the picture of every style, numbered
+    assert sheet["photo"][-1]["width"] == 96  # the sheet the ML side rendered (the fake's astronaut)
+    numbers = [t for t in buttons(sheet) if t.isdigit()]
+    assert numbers == [str(n) for n in range(20)] and any("More" in t for t in buttons(sheet))
+    assert (await choose(user, sheet, "7")).get("text") == "Started."
+    result = await reply_to(user, sheet, is_result)
+    assert "gallery style 7" in text_of(result)
+    spec = next(iter(client.jobs.values())).spec
+    assert spec.kind == "gallery" and spec.gallery == {7: 1.0}
+    assert spec.params.size == 96  # "original size" is the default for pretrained results
+    # Another style for the same photo: the sheet again, and a CycleGAN tile.
+    await choose(user, result, "Another style")
+    again = await reply_to(user, result, is_choice)
+    await choose(user, again, "27 Cézanne")
+    second = await reply_to(user, again, lambda m: is_result(m) and "Cézanne" in text_of(m))
+    assert list(client.jobs.values())[1].spec.model == "style_cezanne" and second
+
+
+async def test_without_the_gallery_network_the_choice_has_the_installed_styles(start_bot, user) -> None:
+    client = FakeJobClient(sheets=False)
+    await start_bot(client)
+    choice = await photo_to_choice(user)
+    assert (
+        "photo" not in choice
+        and "Monet" in buttons(choice)
+        and not any("Van Gogh" in b for b in buttons(choice))
+    )
+    assert (await choose(user, choice, "Monet")).get("text") == "Started."
+    await reply_to(user, choice, is_result)
+
+
+async def test_style_images_refine_with_changing_previews_and_good_send_it(
+    start_bot, user, monkeypatch
+) -> None:
+    client = FakeJobClient(auto=False)
+    await start_bot(client)
+    choice = await photo_to_choice(user)
+    await choose(user, choice, "My style images")
+    one = await user.send_photo(jpeg("texture_brick.jpg", 40))
+    panel = await reply_to(user, one, lambda m: "Style images: 1 of 5" in text_of(m))
+    await choose(user, panel, "Stylize")
+    progress = await reply_to(user, panel, lambda m: "50%" in text_of(m), timeout=10)
+    assert button(progress, "Good, send it") and button(progress, "Cancel")
+    spec = next(iter(client.jobs.values())).spec
+    assert spec.kind == "nst" and spec.params.preset == "balanced"  # refinement: on by default
+    assert (await choose(user, progress, "Good, send it")).get("text") == "Sending this image…"
+    await reply_to(user, progress, is_result)
+    assert client.finished_early == [spec.job_id]
+
+
+async def test_refine_off_gives_the_instant_result(start_bot, user, settings, monkeypatch) -> None:
+    from stylebot.config import get_settings
+
+    monkeypatch.setenv("STYLEBOT_REFINE", "off")
+    get_settings.cache_clear()
+    client = FakeJobClient()
+    await start_bot(client, app_settings=get_settings())
+    sent = await user.send_album([jpeg(size=80), jpeg("texture_brick.jpg", 40)])
+    panel = await reply_to(user, sent, lambda m: "Style images: 1 of 5" in text_of(m))
+    said = next(m for m in await user.bot_messages() if "first image of the album" in text_of(m))
+    assert "the other one as a style image" in text_of(said)
+    await choose(user, panel, "Stylize")
+    await reply_to(user, panel, is_result)
+    params = next(iter(client.jobs.values())).spec.params
+    assert params.preset == "instant" and params.size == 80
+    # A user can turn it back on in /settings.
+    menu = await reply_to(user, await user.send_command("settings"), lambda m: "Settings" in text_of(m))
+    await choose(user, menu, "Refine after the instant result: off")
+    menu = next(m for m in await user.history() if m["message_id"] == menu["message_id"])
+    assert any("Refine after the instant result: on" in b for b in buttons(menu))
 
 
 async def test_russian_from_language_code_and_switch_in_settings(start_bot, telegram) -> None:
@@ -362,13 +451,16 @@ async def test_russian_from_language_code_and_switch_in_settings(start_bot, tele
         menu_cmd = await en.send_command("settings")
         menu = await reply_to(en, menu_cmd)
         await choose(en, menu, "Русский")
-        await choose(en, menu, "Strong")
+        await choose(en, menu, "Сильно")  # the menu is in Russian from now on
         await choose(en, menu, "768px")
-        await choose(en, menu, "colours: off")
+        assert "• Original (up to 2048) •" not in str(
+            next(m for m in await en.history() if m["message_id"] == menu["message_id"])
+        )
+        await choose(en, menu, "цвета фото: нет")
         hello = await en.send_command("help")
         assert "Команды" in text_of(await reply_to(en, hello))
         sent = await en.send_photo(jpeg())
-        choice = await reply_to(en, sent, lambda m: "Моне" in str(m.get("reply_markup")))
+        choice = await reply_to(en, sent, lambda m: "Как" in text_of(m))
         await choose(en, choice, "Моне")
         await reply_to(en, choice, lambda m: "photo" in m and "⏱" in text_of(m))
     params = next(iter(client.jobs.values())).spec.params

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
-from bot_helpers import FAST, FakeJobClient, button, jpeg, reply_to, text_of
+from bot_helpers import FAST, FakeJobClient, button, jpeg, press_button, reply_to, text_of
 
 from stylebot.bot.app import BotApp, create_bot
 from stylebot.config import get_settings
@@ -27,8 +27,7 @@ async def to_choice(user: UserClient) -> dict:
 
 
 async def press(user: UserClient, message: dict, contains: str) -> dict:
-    query = await user.press(message["message_id"], button(message, contains))
-    return await user.wait_answer(query["id"])
+    return await press_button(user, message, contains)
 
 
 async def settings_for(backend: str, settings, monkeypatch, request):
@@ -73,7 +72,7 @@ async def test_restart_mid_job_delivers_once_and_tells_lost_users(
 
         if backend == "memory":
             # The old keyboard is stale now; the user is told once, and a photo is the new content.
-            answer = await press(choosing_user, pending_choice, "Monet")
+            answer = await press(choosing_user, pending_choice, "7")
             assert answer.get("text") == "This button is no longer active."
             told = await reply_to(choosing_user, pending_choice, lambda m: "restarted" in text_of(m))
             again = await to_choice(choosing_user)

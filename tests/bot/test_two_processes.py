@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from bot_helpers import FAST, FakeJobClient, button, jpeg, reply_to, text_of
+from bot_helpers import FAST, FakeJobClient, jpeg, press_button, reply_to, text_of
 
 from stylebot.bot.app import BotApp, create_bot
 from stylebot.config import get_settings
@@ -89,8 +89,7 @@ async def test_each_update_handled_once_and_a_killed_process_deliveries_picked_u
                 await reply_to(user, hello, lambda m: "Send me a photo" in text_of(m))
                 sent = await user.send_photo(jpeg())
                 choice = await reply_to(user, sent, lambda m: "How should I restyle" in text_of(m))
-                press = await user.press(choice["message_id"], button(choice, "Monet"))
-                assert (await user.wait_answer(press["id"])).get("text") == "Started."
+                assert (await press_button(user, choice, "Monet")).get("text") == "Started."
                 progress = await reply_to(user, choice, lambda m: "50%" in text_of(m), timeout=10)
                 await asyncio.sleep(0.5)
                 texts = [text_of(m) for m in await user.bot_messages()]

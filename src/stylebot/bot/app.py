@@ -127,7 +127,7 @@ class BotApp:
             dp.message.outer_middleware(notice)
             dp.callback_query.outer_middleware(notice)
         dp.callback_query.middleware(CallbackAnswerMiddleware(pre=False))
-        dp["services"] = Services(
+        dp["services"] = self.services = Services(
             settings=self.settings,
             client=self.client,
             runner=self.runner,
@@ -146,6 +146,7 @@ class BotApp:
                 commands = [BotCommand(command=c, description=d[index]) for c, d in COMMANDS.items()]
                 await self.bot.set_my_commands(commands, language_code=language)
         await self.runner.resume()
+        await self.services.catalog.log_for_operator()
 
     async def _on_shutdown(self) -> None:
         await self.runner.shutdown()

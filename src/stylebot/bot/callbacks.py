@@ -46,16 +46,35 @@ class ResultButton(CallbackData, prefix="rs"):
     action: ResultAction
 
 
+class SheetPick(CallbackData, prefix="sp"):
+    """A numbered tile of the style sheet (gallery 0-25, CycleGAN 26+)."""
+
+    flow: str
+    number: int
+
+
+class SheetPage(CallbackData, prefix="pg"):
+    flow: str
+    page: int
+
+
+class JobAction(StrEnum):
+    cancel = "x"
+    finish = "ok"
+
+
 class JobButton(CallbackData, prefix="jb"):
-    """The "Cancel" button under the progress message."""
+    """The buttons under the progress message: "✖ Cancel" and "✅ Good, send it"."""
 
     job_id: str
+    action: JobAction = JobAction.cancel
 
 
 class SettingsKey(StrEnum):
     strength = "str"
     colors = "col"
     size = "size"
+    refine = "ref"
     language = "lang"
     close = "close"
 

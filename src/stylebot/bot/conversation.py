@@ -32,12 +32,14 @@ class Content(BaseModel):
     key: str
     as_document: bool = False
     thumb: str | None = Field(None, description="Telegram file id of a small version, for progress")
+    long_side: int | None = Field(None, description="the photo's longer side, px")
 
 
 class LastResult(BaseModel):
     job: str
     content: Content
     model: str | None = None
+    gallery: int | None = None
     styles: list[str] = Field(default_factory=list)
     weights: list[float] | None = None
 
@@ -50,6 +52,7 @@ class Conversation(BaseModel):
     job: str | None = None
     last_result: LastResult | None = None
     panel: int | None = None
+    sheet: list[int] = Field(default_factory=list, description="tile numbers the sheet offers")
 
     @classmethod
     async def load(cls, state: FSMContext) -> Conversation:
@@ -71,6 +74,7 @@ class Conversation(BaseModel):
         self.styles = []
         self.weights = None
         self.panel = None
+        self.sheet = []
         if not keep_result:
             self.last_result = None
         return self

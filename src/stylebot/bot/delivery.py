@@ -44,6 +44,8 @@ PLACEHOLDER = _placeholder_jpeg()
 def describe_style(rec: PendingDelivery) -> str:
     if rec.style:
         return style_title(rec.style)
+    if rec.gallery is not None:
+        return _("gallery style {n}").format(n=rec.gallery)
     return ngettext("your {n} style image", "your {n} style images", rec.style_count).format(
         n=rec.style_count
     )
@@ -225,6 +227,21 @@ class JobRunner:
         await self._forget_job(rec, delivered=False)
         return True
 
+    async def finish(self, job_id: str, *, chat_id: int) -> str | None:
+        """ "Good, send it": end the refinement with its latest image. Returns None when done (the
+        result follows as usual), else what to tell the user."""
+        rec = await self.pending.get(job_id)
+        if rec is None or rec.chat_id != chat_id:
+            return _("This button is no longer active.")
+        try:
+            await self.client.finish(job_id)
+        except JobClientError as exc:
+            if exc.code == "not_ready":
+                return _("There is no image yet; press again in a moment.")
+            log.info("finish %s: %s", job_id, exc.code)
+            return _("The style service is unavailable right now. Please try again in a minute.")
+        return None
+
     # --- watching ------------------------------------------------------------------------------
     async def _watch(self, job_id: str) -> None:
         rec = await self.pending.get(job_id)
@@ -322,7 +339,7 @@ class JobRunner:
     ) -> Message | None:
         with self.i18n.context(), self.i18n.use_locale(rec.locale):
             text = progress_text(status, describe_style(rec))
-            markup = progress_keyboard(rec.job_id)
+            markup = progress_keyboard(rec.job_id, finishable=rec.refine)
             photo: Any = thumb_file_id or BufferedInputFile(PLACEHOLDER, "progress.jpg")
             try:
                 return await self.bot.send_photo(rec.chat_id, photo, caption=text, reply_markup=markup)
@@ -339,7 +356,7 @@ class JobRunner:
     ) -> None:
         if rec.progress_message_id is None:
             return
-        markup = progress_keyboard(rec.job_id) if keep_keyboard else None
+        markup = progress_keyboard(rec.job_id, finishable=rec.refine) if keep_keyboard else None
         try:
             if preview is not None:
                 media = InputMediaPhoto(media=BufferedInputFile(preview, "preview.jpg"), caption=text)
@@ -451,6 +468,11 @@ class JobRunner:
             conv.job = None
         if delivered and rec.content is not None:
             conv.last_result = LastResult(
-                job=rec.job_id, content=rec.content, model=rec.style, styles=rec.styles, weights=rec.weights
+                job=rec.job_id,
+                content=rec.content,
+                model=rec.style,
+                gallery=rec.gallery,
+                styles=rec.styles,
+                weights=rec.weights,
             )
         await conv.save(state)

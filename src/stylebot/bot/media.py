@@ -138,6 +138,7 @@ def image_error_text(error: ImageError) -> str:
 class Downloaded:
     data: bytes
     first_frame: bool  # only the first frame of an animation or video is used
+    long_side: int
 
 
 async def download_image(bot: Bot, ref: ImageRef, *, max_bytes: int, max_pixels: int) -> Downloaded:
@@ -155,11 +156,11 @@ async def download_image(bot: Bot, ref: ImageRef, *, max_bytes: int, max_pixels:
     if len(data) > max_bytes:
         raise BadImage(too_large_text(max_bytes))
     try:
-        await asyncio.to_thread(load_image, data, max_bytes=max_bytes, max_pixels=max_pixels)
+        image = await asyncio.to_thread(load_image, data, max_bytes=max_bytes, max_pixels=max_pixels)
         frames = probe(data).frames
     except ImageError as exc:
         raise BadImage(image_error_text(exc)) from exc
-    return Downloaded(data, ref.moving or frames > 1)
+    return Downloaded(data, ref.moving or frames > 1, max(image.size))
 
 
 def first_frame_text(count: int) -> str:

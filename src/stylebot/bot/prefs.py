@@ -10,21 +10,34 @@ from typing import Literal
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from pydantic import BaseModel, Field, ValidationError
 
+from stylebot.jobs.spec import DEFAULT_SIZE, MAX_SIZE, MIN_SIZE
+
 PREFS_DESTINY = "prefs"
 STRENGTHS: dict[str, float] = {"low": 0.5, "normal": 1.0, "high": 3.0}
-SIZES: tuple[int, ...] = (384, 512, 768, 1024)
+SIZES: tuple[int, ...] = (512, 768, 1024)  # and None: the photo's own size, up to MAX_SIZE
 LANGUAGES: tuple[str, ...] = ("en", "ru")
 
 
 class UserPrefs(BaseModel):
     strength: Literal["low", "normal", "high"] = "normal"
     preserve_colors: bool = False
-    size: int = Field(512, ge=64, le=2048)
+    size: int | None = Field(None, ge=MIN_SIZE, le=MAX_SIZE, description="None: original, up to MAX_SIZE")
+    refine: bool | None = None  # None: the operator's default (STYLEBOT_REFINE)
     language: str | None = None  # None: follow the Telegram client's language
 
     @property
     def strength_value(self) -> float:
         return STRENGTHS[self.strength]
+
+    def result_size(self, photo_long_side: int | None, *, refining: bool) -> int:
+        """The long side of a result. "Original" is the photo's own size, up to MAX_SIZE for single
+        passes and up to DEFAULT_SIZE for a refinement (minutes per step on a CPU at 2048 px)."""
+        if self.size is not None:
+            return self.size
+        ceiling = DEFAULT_SIZE if refining else MAX_SIZE
+        if not photo_long_side:
+            return DEFAULT_SIZE
+        return max(MIN_SIZE, min(ceiling, photo_long_side))
 
 
 def prefs_key(key: StorageKey) -> StorageKey:

@@ -60,13 +60,28 @@ class StyleCatalog:
             if info is None:
                 result.append(StyleAvailability(name, False, "not offered by the ML server"))
             else:
-                if not info.installed:
-                    # The server's reason is written for operators ("run `stylebot models pull`");
-                    # users get the bot's own short, translated one.
-                    log.info("style %s unavailable on the ML side: %s", name, info.reason)
                 result.append(StyleAvailability(name, bool(info.installed), None))
         self._cached, self._at = result, time.monotonic()
         return result
+
+    async def log_for_operator(self) -> None:
+        """One line at start: which pretrained styles users will not see, and how to add them."""
+        try:
+            infos = await self.client.styles()
+        except JobClientError as exc:
+            log.warning("pretrained styles: the ML side did not answer (%s); users see them all", exc.code)
+            return
+        missing = [i.name for i in infos if not i.installed]
+        installed = len(infos) - len(missing)
+        if missing:
+            log.info(
+                "pretrained styles: %d installed; not shown to users: %s (`stylebot models pull %s`)",
+                installed,
+                ", ".join(missing),
+                " ".join(missing),
+            )
+        else:
+            log.info("pretrained styles: all %d installed", installed)
 
     async def get(self, name: str) -> StyleAvailability | None:
         return next((s for s in await self.list() if s.name == name), None)

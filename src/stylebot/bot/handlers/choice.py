@@ -15,27 +15,31 @@ from aiogram.utils.i18n import gettext as _
 
 from stylebot.bot.callbacks import (
     ChoiceAction,
+    JobAction,
     JobButton,
     MultiAction,
     MultiStyle,
     ResultAction,
     ResultButton,
+    SheetPage,
+    SheetPick,
     StyleChoice,
 )
 from stylebot.bot.conversation import Conversation
 from stylebot.bot.handlers.common import (
+    Pick,
     Services,
-    choice_text_and_markup,
+    offer_styles,
     reset_conversation,
     send_panel,
     styles_panel_text,
     submit_job,
 )
-from stylebot.bot.keyboards import multi_style_keyboard
+from stylebot.bot.keyboards import multi_style_keyboard, sheet_keyboard
 from stylebot.bot.prefs import load_prefs
 from stylebot.bot.states import Flow
 from stylebot.bot.styles import style_title
-from stylebot.jobs.spec import PRETRAINED_MODELS
+from stylebot.jobs.spec import PRETRAINED_MODELS, JobKind, sheet_choice
 
 router = Router(name="choice")
 
@@ -65,7 +69,7 @@ async def _submit(
     state: FSMContext,
     services: Services,
     i18n: I18n,
-    model: str | None,
+    pick: Pick,
     callback_answer: CallbackAnswer,
 ) -> None:
     assert query.message is not None and query.bot is not None
@@ -78,7 +82,7 @@ async def _submit(
         user_id=query.from_user.id,
         prefs=prefs,
         locale=i18n.current_locale,
-        model=model,
+        pick=pick,
     )
     if error is not None:
         await query.bot.send_message(query.message.chat.id, error)
@@ -125,13 +129,52 @@ async def style_chosen(
         return
     availability = await services.catalog.get(model)
     if availability is not None and not availability.installed:
-        reason = availability.reason or _("weights not installed")
-        callback_answer.text = _("{style} is unavailable: {reason}").format(
-            style=style_title(model), reason=reason
-        )
+        callback_answer.text = _("{style} is not available right now.").format(style=style_title(model))
         callback_answer.show_alert = True
         return
-    await _submit(query, state, services, i18n, model, callback_answer)
+    await _submit(query, state, services, i18n, Pick(model=model), callback_answer)
+
+
+@router.callback_query(SheetPick.filter(), Flow.choosing_style)
+async def tile_picked(
+    query: CallbackQuery,
+    callback_data: SheetPick,
+    state: FSMContext,
+    services: Services,
+    i18n: I18n,
+    bot: Bot,
+    callback_answer: CallbackAnswer,
+) -> None:
+    """A numbered tile of the sheet: a gallery style or a CycleGAN, straight to its result."""
+    conv = await Conversation.load(state)
+    if not await is_current(state, callback_data.flow) or callback_data.number not in conv.sheet:
+        callback_answer.text = stale_text()
+        await remove_keyboard(bot, query, state)
+        return
+    kind, choice = sheet_choice(callback_data.number)
+    pick = Pick(gallery=int(choice)) if kind is JobKind.gallery else Pick(model=str(choice))
+    await _submit(query, state, services, i18n, pick, callback_answer)
+
+
+@router.callback_query(SheetPage.filter(), Flow.choosing_style)
+async def sheet_paged(
+    query: CallbackQuery,
+    callback_data: SheetPage,
+    state: FSMContext,
+    bot: Bot,
+    callback_answer: CallbackAnswer,
+) -> None:
+    conv = await Conversation.load(state)
+    if not await is_current(state, callback_data.flow) or query.message is None:
+        callback_answer.text = stale_text()
+        await remove_keyboard(bot, query, state)
+        return
+    with contextlib.suppress(TelegramBadRequest):
+        await bot.edit_message_reply_markup(
+            chat_id=query.message.chat.id,
+            message_id=query.message.message_id,
+            reply_markup=sheet_keyboard(conv.flow, conv.sheet, callback_data.page),
+        )
 
 
 @router.callback_query(MultiStyle.filter(), StateFilter(Flow.collecting_styles, Flow.entering_weights))
@@ -170,7 +213,7 @@ async def multi_pressed(
             ).format(n=len(styles)),
         )
         return
-    await _submit(query, state, services, i18n, None, callback_answer)
+    await _submit(query, state, services, i18n, Pick(), callback_answer)
 
 
 @router.callback_query(ResultButton.filter())
@@ -196,11 +239,10 @@ async def result_pressed(
         return
     await reset_conversation(bot, query.message.chat.id, state)
     conv = await Conversation.load(state)
-    flow = conv.start(last.content)
+    conv.start(last.content)
     await conv.save(state)
     await state.set_state(Flow.choosing_style)
-    text, markup = await choice_text_and_markup(services, flow)
-    await send_panel(bot, query.message.chat.id, state, text, markup)
+    await offer_styles(bot, query.message.chat.id, state, services)
 
 
 @router.callback_query(JobButton.filter())
@@ -214,6 +256,10 @@ async def job_cancel_pressed(
 ) -> None:
     assert query.message is not None
     # The pending record, not this process's memory, says whether the job still runs.
+    if callback_data.action is JobAction.finish:
+        problem = await services.runner.finish(callback_data.job_id, chat_id=query.message.chat.id)
+        callback_answer.text = problem or _("Sending this image…")
+        return
     if not await services.runner.cancel(callback_data.job_id, chat_id=query.message.chat.id):
         callback_answer.text = stale_text()
         await remove_keyboard(bot, query, state)

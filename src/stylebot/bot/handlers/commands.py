@@ -11,7 +11,8 @@ from aiogram.utils.i18n import gettext as _
 from stylebot.bot.conversation import Conversation
 from stylebot.bot.handlers.common import Services, reset_conversation
 from stylebot.bot.styles import style_title
-from stylebot.jobs.spec import MAX_STYLES
+from stylebot.jobs.spec import MAX_STYLES, SHEET_CYCLEGAN_NUMBERS
+from stylebot.ml.names import GALLERY_STYLES
 
 router = Router(name="commands")
 
@@ -79,15 +80,14 @@ async def cancel(message: Message, state: FSMContext, services: Services) -> Non
 
 @router.message(Command("styles"))
 async def styles_command(message: Message, services: Services) -> None:
-    lines = [_("Pretrained styles (pick one after sending a photo):")]
+    lines = [
+        _("Pretrained styles: send a photo and I show it in each of them, numbered; pick one by its number."),
+        _("• {n} gallery styles (numbers 0–{last})").format(n=GALLERY_STYLES, last=GALLERY_STYLES - 1),
+    ]
     for style in await services.catalog.list():
         if style.installed:
-            lines.append(f"✅ {style_title(style.name)}")
-        else:
-            reason = style.reason or _("weights not installed")
-            lines.append(
-                _("🚫 {style}: unavailable, {reason}").format(style=style_title(style.name), reason=reason)
-            )
+            number = SHEET_CYCLEGAN_NUMBERS[style.name]
+            lines.append(f"• {number} {style_title(style.name)}")
     lines.append("")
     lines.append(
         _("Or use your own: choose “My style images” and send 1–{max} pictures.").format(max=MAX_STYLES)

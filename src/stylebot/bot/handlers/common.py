@@ -11,25 +11,35 @@ from dataclasses import dataclass
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 from aiogram.fsm.context import FSMContext
-from aiogram.types import InlineKeyboardMarkup, Message
+from aiogram.types import BufferedInputFile, InlineKeyboardMarkup, Message
 from aiogram.utils.chat_action import ChatActionSender
 from aiogram.utils.i18n import I18n, ngettext
 from aiogram.utils.i18n import gettext as _
 
 from stylebot.bot.conversation import Content, Conversation
 from stylebot.bot.delivery import JobRunner
-from stylebot.bot.keyboards import multi_style_keyboard, style_choice_keyboard
+from stylebot.bot.keyboards import multi_style_keyboard, sheet_keyboard, style_choice_keyboard
 from stylebot.bot.media import BadImage, ImageRef, download_image, first_frame_text, image_ref
 from stylebot.bot.middlewares import UserLocks
 from stylebot.bot.persistence import PendingDelivery
 from stylebot.bot.prefs import UserPrefs
 from stylebot.bot.states import Flow
-from stylebot.bot.styles import StyleCatalog, style_title
+from stylebot.bot.styles import StyleCatalog
 from stylebot.client import JobClient, JobClientError
 from stylebot.config import Settings
-from stylebot.jobs.spec import MAX_STYLES, JobKind, JobParams, JobSpec
+from stylebot.jobs.spec import (
+    MAX_STYLES,
+    SHEET_CYCLEGAN_NUMBERS,
+    JobKind,
+    JobParams,
+    JobSpec,
+    JobState,
+    Preset,
+)
+from stylebot.ml.names import GALLERY_STYLES
 
 log = logging.getLogger(__name__)
+SHEET_TIMEOUT = 60.0  # seconds; the sheet takes ~1-3 s on a CPU
 
 
 @dataclass
@@ -96,19 +106,84 @@ async def reset_conversation(bot: Bot, chat_id: int, state: FSMContext) -> Conve
 
 
 async def choice_text_and_markup(services: Services, flow: str) -> tuple[str, InlineKeyboardMarkup]:
+    """The choice without a sheet (the gallery network is not installed, or the sheet failed)."""
     styles = await services.catalog.list()
     lines = [_("Got your photo. How should I restyle it?")]
     lines.append(_("• “My style images”: send 1–5 pictures whose style I should copy."))
-    lines.append(_("• Or pick a painter or a season below."))
-    unavailable = [s for s in styles if not s.installed]
-    if unavailable:
-        lines.append("")
-        for style in unavailable:
-            reason = style.reason or _("weights not installed")
-            lines.append(
-                _("🚫 {style} is unavailable: {reason}").format(style=style_title(style.name), reason=reason)
-            )
+    if any(s.installed for s in styles):
+        lines.append(_("• Or pick a painter or a season below."))
     return "\n".join(lines), style_choice_keyboard(flow, styles)
+
+
+def sheet_caption() -> str:
+    return _(
+        "Got your photo. How should I restyle it?\n"
+        "Pick a style by its number in the picture, or choose “My style images” and send 1–5 pictures "
+        "whose style I should copy."
+    )
+
+
+async def sheet_numbers(services: Services) -> list[int]:
+    """The tiles a sheet shows: the 26 gallery styles, then each installed CycleGAN."""
+    installed = {s.name for s in await services.catalog.list() if s.installed}
+    extra = [n for name, n in SHEET_CYCLEGAN_NUMBERS.items() if name in installed]
+    return [*range(GALLERY_STYLES), *sorted(extra)]
+
+
+async def render_sheet(bot: Bot, services: Services, chat_id: int, content: Content) -> bytes | None:
+    """Run a sheet job and wait for it (a fast-lane pass: seconds); None when there is no sheet
+    (gallery network not installed, a job already running for this chat, service down)."""
+    spec = JobSpec(
+        job_id=uuid.uuid4().hex,
+        owner=owner_of(chat_id),
+        kind=JobKind.sheet,
+        content_key=content.key,
+        params=JobParams(fast_dev_run=services.settings.default_fast_dev_run),
+    )
+    client = services.client
+    try:
+        async with ChatActionSender.upload_photo(chat_id=chat_id, bot=bot):
+            await client.submit(spec)
+            async with asyncio.timeout(SHEET_TIMEOUT):
+                async for status in client.watch(spec.job_id, interval=0.2):
+                    if status.finished:
+                        break
+            if status.state is not JobState.done:
+                log.info(
+                    "no sheet for chat %s: %s", chat_id, status.error.code if status.error else status.state
+                )
+                return None
+            return await client.result(spec.job_id)
+    except (JobClientError, TimeoutError) as exc:
+        log.info("no sheet for chat %s: %s", chat_id, getattr(exc, "code", "timeout"))
+        with contextlib.suppress(JobClientError):
+            await client.cancel(spec.job_id)
+        return None
+
+
+async def offer_styles(bot: Bot, chat_id: int, state: FSMContext, services: Services) -> None:
+    """After a photo: the sheet with its numbered keyboard, or else the plain choice panel."""
+    conv = await Conversation.load(state)
+    assert conv.content is not None
+    flow = conv.flow
+    sheet = await render_sheet(bot, services, chat_id, conv.content)
+    if sheet is None:
+        text, markup = await choice_text_and_markup(services, flow)
+        await send_panel(bot, chat_id, state, text, markup)
+        return
+    numbers = await sheet_numbers(services)
+    conv = await Conversation.load(state)
+    if conv.flow != flow:
+        return  # another photo came meanwhile: its own sheet follows
+    await drop_panel(bot, chat_id, conv)
+    sent = await bot.send_photo(
+        chat_id,
+        BufferedInputFile(sheet, "styles.jpg"),
+        caption=sheet_caption(),
+        reply_markup=sheet_keyboard(flow, numbers),
+    )
+    conv.panel, conv.sheet = sent.message_id, numbers
+    await conv.save(state)
 
 
 def styles_panel_text(count: int, weights: list[float] | None) -> str:
@@ -126,7 +201,7 @@ def styles_panel_text(count: int, weights: list[float] | None) -> str:
 
 async def upload_images(
     bot: Bot, services: Services, chat_id: int, refs: list[ImageRef], names: list[str]
-) -> tuple[list[str], int]:
+) -> tuple[list[str], int, list[int]]:
     """Download, check and upload images; returns the keys and how many were first frames of
     animations or videos. Raises BadImage or JobClientError."""
     limits = services.settings
@@ -142,7 +217,7 @@ async def upload_images(
         keys = []
         for blob, name in zip(blobs, names, strict=True):
             keys.append(await services.client.upload_input(blob.data, owner=owner_of(chat_id), name=name))
-    return keys, sum(blob.first_frame for blob in blobs)
+    return keys, sum(blob.first_frame for blob in blobs), [blob.long_side for blob in blobs]
 
 
 async def accept_content(
@@ -160,7 +235,7 @@ async def accept_content(
     if too_many:
         style_refs = []
     try:
-        keys, first_frames = await upload_images(
+        keys, first_frames, long_sides = await upload_images(
             bot,
             services,
             message.chat.id,
@@ -173,7 +248,12 @@ async def accept_content(
     except JobClientError as exc:
         await message.answer(client_error_text(exc))
         return
-    content = Content(key=keys[0], as_document=content_ref.as_document, thumb=content_ref.thumb_file_id)
+    content = Content(
+        key=keys[0],
+        as_document=content_ref.as_document,
+        thumb=content_ref.thumb_file_id,
+        long_side=long_sides[0],
+    )
     async with services.locks(state):
         conv = await Conversation.load(state)
         await drop_panel(bot, message.chat.id, conv)
@@ -206,8 +286,7 @@ async def accept_content(
         )
         return
     await state.set_state(Flow.choosing_style)
-    text, markup = await choice_text_and_markup(services, flow)
-    await send_panel(bot, message.chat.id, state, text, markup)
+    await offer_styles(bot, message.chat.id, state, services)
 
 
 async def add_style_images(
@@ -227,7 +306,7 @@ async def add_style_images(
         )
         return
     try:
-        keys, first_frames = await upload_images(
+        keys, first_frames, _sizes = await upload_images(
             bot, services, message.chat.id, refs, [f"style{have + i}.jpg" for i in range(len(refs))]
         )
     except BadImage as exc:
@@ -255,6 +334,18 @@ async def add_style_images(
     )
 
 
+@dataclass(frozen=True)
+class Pick:
+    """What to run: the user's style images (``refine`` or instant), a CycleGAN, or a gallery style."""
+
+    model: str | None = None
+    gallery: int | None = None
+
+    @property
+    def pretrained(self) -> bool:
+        return self.model is not None or self.gallery is not None
+
+
 async def submit_job(
     bot: Bot,
     state: FSMContext,
@@ -264,7 +355,7 @@ async def submit_job(
     user_id: int,
     prefs: UserPrefs,
     locale: str,
-    model: str | None,
+    pick: Pick,
 ) -> str | None:
     """Submit the current conversation's job; returns a user-facing error text or None."""
     conv = await Conversation.load(state)
@@ -274,40 +365,32 @@ async def submit_job(
     if (running := await services.runner.running_for(chat_id, user_id)) is not None:
         log.info("chat %s asked for a second job while %s runs", chat_id, running.job_id)
         return client_error_text(JobClientError("owner_limit", "one job at a time"))
-    styles = [] if model else conv.styles
+    styles = [] if pick.pretrained else conv.styles
     weights = conv.weights if conv.weights and len(conv.weights) == len(styles) else None
+    refine = not pick.pretrained and (prefs.refine if prefs.refine is not None else services.settings.refine)
     params = JobParams(
-        size=prefs.size,
+        size=prefs.result_size(content.long_side, refining=refine),
+        preset=Preset.balanced if refine else Preset.instant,
         strength=prefs.strength_value,
         preserve_colors=prefs.preserve_colors,
         fast_dev_run=services.settings.default_fast_dev_run,
     )
     job_id = uuid.uuid4().hex
-    if model:
-        spec = JobSpec(
-            job_id=job_id,
-            owner=owner_of(chat_id),
-            kind=JobKind.cyclegan,
-            content_key=content.key,
-            model=model,
-            params=params,
-        )
+    common = {"job_id": job_id, "owner": owner_of(chat_id), "content_key": content.key, "params": params}
+    if pick.model:
+        spec = JobSpec(kind=JobKind.cyclegan, model=pick.model, **common)
+    elif pick.gallery is not None:
+        spec = JobSpec(kind=JobKind.gallery, gallery={pick.gallery: 1.0}, **common)
     else:
-        spec = JobSpec(
-            job_id=job_id,
-            owner=owner_of(chat_id),
-            kind=JobKind.nst,
-            content_key=content.key,
-            style_keys=styles,
-            style_weights=weights,
-            params=params,
-        )
+        spec = JobSpec(kind=JobKind.nst, style_keys=styles, style_weights=weights, **common)
     rec = PendingDelivery(
         job_id=job_id,
         chat_id=chat_id,
         user_id=user_id,
         locale=locale,
-        style=model,
+        style=pick.model,
+        gallery=pick.gallery,
+        refine=refine,
         style_count=len(styles),
         styles=styles,
         weights=weights,

@@ -14,6 +14,7 @@ from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from stylebot.bot.callbacks import SettingsButton, SettingsKey
+from stylebot.bot.handlers.common import Services
 from stylebot.bot.i18n import locale_from_language_code
 from stylebot.bot.keyboards import settings_keyboard
 from stylebot.bot.prefs import LANGUAGES, SIZES, STRENGTHS, UserPrefs, load_prefs, save_prefs
@@ -26,15 +27,19 @@ def settings_text(prefs: UserPrefs) -> str:
         "Settings\n"
         "• Style strength: how strongly your style images are applied.\n"
         "• Keep photo colours: restyle the texture but keep your photo's colours.\n"
-        "• Result size: the longer side of the result, in pixels.\n"
+        "• Result size: the longer side of the result, in pixels; “original” keeps your photo's size "
+        "(up to 2048 px) for instant and pretrained results.\n"
+        "• Refine: after the instant result, keep improving it with live previews until you press "
+        "“Good, send it”.\n"
         "• Language."
     )
 
 
 @router.message(Command("settings"))
-async def settings_command(message: Message, state: FSMContext, i18n: I18n) -> None:
+async def settings_command(message: Message, state: FSMContext, i18n: I18n, services: Services) -> None:
     prefs = await load_prefs(state.storage, state.key)
-    await message.answer(settings_text(prefs), reply_markup=settings_keyboard(prefs, i18n.current_locale))
+    markup = settings_keyboard(prefs, i18n.current_locale, refine_default=services.settings.refine)
+    await message.answer(settings_text(prefs), reply_markup=markup)
 
 
 @router.callback_query(SettingsButton.filter())
@@ -45,6 +50,7 @@ async def settings_pressed(
     i18n: I18n,
     bot: Bot,
     callback_answer: CallbackAnswer,
+    services: Services,
 ) -> None:
     prefs = await load_prefs(state.storage, state.key)
     value = callback_data.value
@@ -60,8 +66,13 @@ async def settings_pressed(
         prefs.strength = value  # type: ignore[assignment]
     elif callback_data.key is SettingsKey.colors:
         prefs.preserve_colors = not prefs.preserve_colors
+    elif callback_data.key is SettingsKey.size and value == "orig":
+        prefs.size = None
     elif callback_data.key is SettingsKey.size and value.isdigit() and int(value) in SIZES:
         prefs.size = int(value)
+    elif callback_data.key is SettingsKey.refine:
+        refine = prefs.refine if prefs.refine is not None else services.settings.refine
+        prefs.refine = not refine
     elif callback_data.key is SettingsKey.language and value in LANGUAGES:
         prefs.language = value
     else:
@@ -77,5 +88,5 @@ async def settings_pressed(
                     chat_id=query.message.chat.id,
                     message_id=query.message.message_id,
                     text=settings_text(prefs),
-                    reply_markup=settings_keyboard(prefs, locale),
+                    reply_markup=settings_keyboard(prefs, locale, refine_default=services.settings.refine),
                 )
