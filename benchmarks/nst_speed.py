@@ -254,6 +254,7 @@ def _plot(curves: dict[str, dict[str, list[tuple[float, float]]]], path: Path) -
             ax.plot([w for w, _ in points], [t for _, t in points], label=name)
         ax.axhline(min(t for _, t in runs["(b)"]), color="grey", linestyle=":", linewidth=1)
         ax.set_xscale("symlog", linthresh=1)
+        ax.set_xlim(left=0)
         ax.set_xlabel("work (full-size evaluations)")
         ax.set_ylabel("total objective")
         ax.set_title(pair, fontsize=9)
