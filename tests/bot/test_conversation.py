@@ -505,3 +505,32 @@ async def test_gifs_videos_and_animated_webp_use_the_first_frame_and_say_so(star
     video = await user.send_animation(b"\x00\x00\x00\x18ftypmp42", filename="v.mp4", mime_type="video/mp4")
     reply = await reply_to(user, video)
     assert "could not get one from this file" in text_of(reply)
+
+
+async def test_result_buttons_stronger_weaker_and_colours_rerun_the_same_style(start_bot, user) -> None:
+    client = FakeJobClient()
+    await start_bot(client)
+    sheet = await photo_to_choice(user)
+    await choose(user, sheet, "7")
+    result = await reply_to(user, sheet, is_result)
+    assert button(result, "Stronger") and button(result, "Weaker") and button(result, "colours: off")
+    assert (await choose(user, result, "Stronger")).get("text") == "Started."
+    stronger = await reply_to(user, result, is_result)
+    assert (await choose(user, stronger, "colours: off")).get("text") == "Started."
+    coloured = await reply_to(user, stronger, is_result)
+    assert button(coloured, "colours: on")
+    await choose(user, coloured, "Weaker")
+    await reply_to(user, coloured, is_result)
+    specs = [j.spec for j in client.jobs.values()]
+    assert [s.gallery for s in specs] == [{7: 1.0}] * 4
+    assert len({s.content_key for s in specs}) == 1
+    assert [(s.params.strength, s.params.preserve_colors) for s in specs] == [
+        (1.0, False),
+        (2.0, False),
+        (2.0, True),
+        (1.0, True),
+    ]
+    # A CycleGAN takes neither: its result offers only another style and a new photo.
+    await choose(user, await reply_to(user, await user.send_photo(jpeg()), is_choice), "26 Monet")
+    monet = await user.wait_for(lambda m: is_result(m) and "Monet" in text_of(m), timeout=15)
+    assert not any(word in " ".join(buttons(monet)) for word in ("Stronger", "Weaker", "colours"))

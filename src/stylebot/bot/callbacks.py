@@ -37,6 +37,9 @@ class MultiStyle(CallbackData, prefix="ms"):
 class ResultAction(StrEnum):
     another = "again"
     new_photo = "new"
+    stronger = "up"
+    weaker = "down"
+    colors = "col"
 
 
 class ResultButton(CallbackData, prefix="rs"):

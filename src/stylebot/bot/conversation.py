@@ -42,6 +42,13 @@ class LastResult(BaseModel):
     gallery: int | None = None
     styles: list[str] = Field(default_factory=list)
     weights: list[float] | None = None
+    strength: float = 1.0
+    preserve_colors: bool = False
+
+    @property
+    def tunable(self) -> bool:
+        """Style images and gallery styles take strength and colours; a CycleGAN does not."""
+        return self.model is None
 
 
 class Conversation(BaseModel):

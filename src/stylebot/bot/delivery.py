@@ -436,7 +436,7 @@ class JobRunner:
             caption += " · ⏱ " + format_seconds(seconds)
         if again:
             caption += "\n" + _("↻ Sent again after a restart: you may already have this result.")
-        markup = result_keyboard(rec.job_id)
+        markup = result_keyboard(rec.job_id, tunable=rec.style is None, preserve_colors=rec.preserve_colors)
         async with ChatActionSender.upload_photo(chat_id=rec.chat_id, bot=self.bot):
             file = BufferedInputFile(data, "stylized.jpg")
             if rec.as_document:
@@ -474,5 +474,7 @@ class JobRunner:
                 gallery=rec.gallery,
                 styles=rec.styles,
                 weights=rec.weights,
+                strength=rec.strength,
+                preserve_colors=rec.preserve_colors,
             )
         await conv.save(state)

@@ -88,16 +88,31 @@ def multi_style_keyboard(flow: str, count: int) -> InlineKeyboardMarkup:
     return kb.as_markup()
 
 
-def result_keyboard(job_id: str) -> InlineKeyboardMarkup:
+def result_keyboard(
+    job_id: str, *, tunable: bool = False, preserve_colors: bool = False
+) -> InlineKeyboardMarkup:
+    """Under a result: another style, stronger/weaker and keep colours (not for a CycleGAN, which
+    takes neither), a new photo."""
     kb = InlineKeyboardBuilder()
     kb.button(
         text="🔁 " + _("Another style for this photo"),
         callback_data=ResultButton(job=job_id, action=ResultAction.another),
     )
+    rows = [1]
+    if tunable:
+        kb.button(
+            text="➕ " + _("Stronger"), callback_data=ResultButton(job=job_id, action=ResultAction.stronger)
+        )
+        kb.button(
+            text="➖ " + _("Weaker"), callback_data=ResultButton(job=job_id, action=ResultAction.weaker)
+        )
+        colours = _("Keep photo colours: on") if preserve_colors else _("Keep photo colours: off")
+        kb.button(text="🎨 " + colours, callback_data=ResultButton(job=job_id, action=ResultAction.colors))
+        rows += [2, 1]
     kb.button(
         text="📷 " + _("New photo"), callback_data=ResultButton(job=job_id, action=ResultAction.new_photo)
     )
-    kb.adjust(1)
+    kb.adjust(*rows, 1)
     return kb.as_markup()
 
 

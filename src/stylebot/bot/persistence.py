@@ -56,6 +56,8 @@ class PendingDelivery(BaseModel):
     style: str | None = Field(None, description="pretrained model name, None for the user's images")
     gallery: int | None = Field(None, description="gallery style number")
     refine: bool = Field(False, description="a refinement: previews change, and it can be finished now")
+    strength: float = 1.0
+    preserve_colors: bool = False
     style_count: int = 0
     styles: list[str] = Field(default_factory=list)
     weights: list[float] | None = None

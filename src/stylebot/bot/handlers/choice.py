@@ -39,9 +39,10 @@ from stylebot.bot.keyboards import multi_style_keyboard, sheet_keyboard
 from stylebot.bot.prefs import load_prefs
 from stylebot.bot.states import Flow
 from stylebot.bot.styles import style_title
-from stylebot.jobs.spec import PRETRAINED_MODELS, JobKind, sheet_choice
+from stylebot.jobs.spec import MAX_STRENGTH, MIN_STRENGTH, PRETRAINED_MODELS, JobKind, sheet_choice
 
 router = Router(name="choice")
+STRENGTH_STEP = 2.0  # "Stronger" doubles the style strength, "Weaker" halves it
 
 
 def stale_text() -> str:
@@ -222,6 +223,7 @@ async def result_pressed(
     callback_data: ResultButton,
     state: FSMContext,
     services: Services,
+    i18n: I18n,
     bot: Bot,
     callback_answer: CallbackAnswer,
 ) -> None:
@@ -239,10 +241,40 @@ async def result_pressed(
         return
     await reset_conversation(bot, query.message.chat.id, state)
     conv = await Conversation.load(state)
-    conv.start(last.content)
+    if callback_data.action is ResultAction.another or not last.tunable:
+        conv.start(last.content)
+        await conv.save(state)
+        await state.set_state(Flow.choosing_style)
+        await offer_styles(bot, query.message.chat.id, state, services)
+        return
+    # The same photo and style again, stronger, weaker, or with the other colour choice.
+    conv.start(last.content, last.styles)
+    conv.weights = last.weights
     await conv.save(state)
-    await state.set_state(Flow.choosing_style)
-    await offer_styles(bot, query.message.chat.id, state, services)
+    strength, colours = last.strength, last.preserve_colors
+    if callback_data.action is ResultAction.stronger:
+        strength = min(MAX_STRENGTH, strength * STRENGTH_STEP)
+    elif callback_data.action is ResultAction.weaker:
+        strength = max(MIN_STRENGTH, strength / STRENGTH_STEP)
+    else:
+        colours = not colours
+    error = await submit_job(
+        bot,
+        state,
+        services,
+        chat_id=query.message.chat.id,
+        user_id=query.from_user.id,
+        prefs=await load_prefs(state.storage, state.key),
+        locale=i18n.current_locale,
+        pick=Pick(model=last.model, gallery=last.gallery),
+        strength=strength,
+        preserve_colors=colours,
+    )
+    if error is not None:
+        await bot.send_message(query.message.chat.id, error)
+        callback_answer.text = _("Not started.")
+    else:
+        callback_answer.text = _("Started.")
 
 
 @router.callback_query(JobButton.filter())

@@ -356,8 +356,12 @@ async def submit_job(
     prefs: UserPrefs,
     locale: str,
     pick: Pick,
+    strength: float | None = None,
+    preserve_colors: bool | None = None,
 ) -> str | None:
-    """Submit the current conversation's job; returns a user-facing error text or None."""
+    """Submit the current conversation's job; returns a user-facing error text or None.
+
+    ``strength``/``preserve_colors`` override the user's settings (the result's own buttons)."""
     conv = await Conversation.load(state)
     content = conv.content
     if content is None:
@@ -371,8 +375,8 @@ async def submit_job(
     params = JobParams(
         size=prefs.result_size(content.long_side, refining=refine),
         preset=Preset.balanced if refine else Preset.instant,
-        strength=prefs.strength_value,
-        preserve_colors=prefs.preserve_colors,
+        strength=strength if strength is not None else prefs.strength_value,
+        preserve_colors=preserve_colors if preserve_colors is not None else prefs.preserve_colors,
         fast_dev_run=services.settings.default_fast_dev_run,
     )
     job_id = uuid.uuid4().hex
@@ -397,6 +401,8 @@ async def submit_job(
         as_document=content.as_document,
         flow=conv.flow,
         content=content,
+        strength=params.strength,
+        preserve_colors=params.preserve_colors,
     )
     # The job may finish before submit() returns (fast jobs): record it first, restore on refusal.
     previous_state = await state.get_state()
