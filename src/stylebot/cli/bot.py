@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from stylebot.cli.common import exit_on_storage_problem
+from stylebot.cli.common import exit_on_storage_problem, fetch_first_run_models
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,5 +27,7 @@ def handle(args: argparse.Namespace) -> int:
         return 2
     if (code := exit_on_storage_problem(settings, "bot")) is not None:
         return code
+    if settings.ml_server_host_addr is None:  # the in-process worker runs the models itself
+        fetch_first_run_models(settings)
     asyncio.run(run_bot(settings))
     return 0

@@ -83,3 +83,19 @@ def ensure_models(names: list[str], settings: Settings) -> None:
         return
     print(f"stylebot: first use: fetching {weights.download_note(missing)} into {root}", file=sys.stderr)
     weights.pull(missing, models_dir=root, progress=True, sources=model_sources(settings))
+
+
+def fetch_first_run_models(settings: Settings) -> None:
+    """What an in-process worker needs before the first chat: the feed-forward networks (instant
+    results and the 26 gallery styles) and the NST backbone (VGG19, else the offline VGG16).
+    A failure is said once and is not fatal: the styles that are installed still work."""
+    from stylebot.ml import weights
+    from stylebot.ml.names import FEEDFORWARD_MODELS
+
+    try:
+        ensure_models([*FEEDFORWARD_MODELS, "vgg19"], settings)
+    except weights.WeightsError as exc:
+        print(
+            f"Could not download every model ({exc}); only the styles that are installed will work.",
+            file=sys.stderr,
+        )

@@ -13,7 +13,7 @@ import logging
 import signal
 import sys
 
-from stylebot.cli.common import exit_on_storage_problem
+from stylebot.cli.common import exit_on_storage_problem, fetch_first_run_models
 from stylebot.config import Settings
 
 log = logging.getLogger(__name__)
@@ -63,22 +63,6 @@ def handle(args: argparse.Namespace) -> int:
     return asyncio.run(run_playground(settings, host=args.host, port=0, pull_weights=False))
 
 
-def ensure_backbone(settings: Settings) -> None:
-    """Fetch on first run, with progress bars, the feed-forward networks (instant results and the
-    26 gallery styles) and the NST backbone (VGG19, else the offline VGG16 fallback)."""
-    from stylebot.cli.common import ensure_models
-    from stylebot.ml import weights
-    from stylebot.ml.names import FEEDFORWARD_MODELS
-
-    try:
-        ensure_models([*FEEDFORWARD_MODELS, "vgg19"], settings)
-    except weights.WeightsError as exc:
-        print(
-            f"Could not download every model ({exc}); only the styles that are installed will work.",
-            file=sys.stderr,
-        )
-
-
 async def run_playground(
     settings: Settings,
     *,
@@ -92,7 +76,7 @@ async def run_playground(
     from stylebot.telegram import LocalTelegram
 
     if pull_weights:
-        await asyncio.to_thread(ensure_backbone, settings)
+        await asyncio.to_thread(fetch_first_run_models, settings)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
