@@ -181,6 +181,7 @@ async def real_models(models_dir: Path, runs: int) -> None:
                     user = UserClient(tg.base_url, user_id=30_000 + run, http=http)
                     t0 = time.perf_counter()
                     sent = await user.send_photo(photo)
+                    own = sent["photo"][-1]["file_unique_id"]  # the progress message starts with it
                     sheet = await user.wait_for(
                         lambda m: "photo" in m and "My style images" in str(buttons(m)),
                         timeout=300,
@@ -198,16 +199,12 @@ async def real_models(models_dir: Path, runs: int) -> None:
                     go = next(v for k, v in buttons(panel).items() if "Stylize" in k)
                     t2 = time.perf_counter()
                     await user.press(panel["message_id"], go)
-                    progress = await user.wait_for(
-                        lambda m: "photo" in m and "Style:" in text_of(m),
-                        timeout=300,
-                        after_message_id=panel["message_id"],
-                    )
-                    first = progress["photo"][-1]["file_unique_id"]
+                    # The first styled image: the progress message no longer shows the user's photo.
                     await user.wait_for(
-                        lambda m, first=first, shown=progress["message_id"]: (
-                            m["message_id"] == shown
-                            and m["photo"][-1]["file_unique_id"] != first
+                        lambda m, own=own: (
+                            "photo" in m
+                            and "Style:" in text_of(m)
+                            and m["photo"][-1]["file_unique_id"] != own
                         ),
                         timeout=300,
                         after_message_id=panel["message_id"],
@@ -224,7 +221,7 @@ async def real_models(models_dir: Path, runs: int) -> None:
     summary("Stylize → first image, 512 px (target ≤ 2 s)", first_s)
 
 
-async def main(users: int, models_dir: Path | None, runs: int) -> int:
+async def main(users: int, models_dir: Path | None, real_runs: int) -> int:
     photo = photo_bytes()
     limits = httpx.Limits(max_connections=users * 2 + 10)
     with tempfile.TemporaryDirectory() as tmp:
@@ -277,7 +274,7 @@ async def main(users: int, models_dir: Path | None, runs: int) -> int:
         f"whole flows ({users / wall:.1f} flows/s)"
     )
     if models_dir is not None:
-        await real_models(models_dir, runs)
+        await real_models(models_dir, real_runs)
     return 0 if once == users else 1
 
 

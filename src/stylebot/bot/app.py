@@ -174,8 +174,10 @@ class BotApp:
     async def stop(self) -> None:
         """Stop polling and watching (pending deliveries stay for the next start)."""
         if self._polling is not None:
-            with contextlib.suppress(RuntimeError):
+            try:
                 await self.dispatcher.stop_polling()
+            except RuntimeError:  # not started yet (stopped at once): it would never see the stop
+                self._polling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._polling
             self._polling = None
