@@ -322,3 +322,25 @@ def test_retries_back_off_with_jitter() -> None:
         delays = [backoff_delay(failures, base=1.0, cap=20.0) for _ in range(200)]
         assert all(ceiling / 2 <= d <= ceiling for d in delays), failures
         assert len({round(d, 6) for d in delays}) > 100  # spread out, not in lockstep
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_good_send_it_works_after_a_restart(
+    backend, start_bot, telegram, settings, monkeypatch, request
+) -> None:
+    settings = await settings_for(backend, settings, monkeypatch, request)
+    client = FakeJobClient(auto=False)
+    first = await start_bot(client, app_settings=settings)
+    async with UserClient(telegram.base_url, user_id=4301) as u:
+        sent = await u.send_album([jpeg(), jpeg("texture_brick.jpg", 40)])
+        panel = await reply_to(u, sent, lambda m: "Style images: 1 of 5" in text_of(m))
+        await press(u, panel, "Stylize")
+        progress = await reply_to(u, panel, lambda m: "50%" in text_of(m), timeout=10)
+        await first.stop()
+        await start_bot(client, app_settings=settings)
+        assert (await press(u, progress, "Good, send it")).get("text") == "Sending this image…"
+        result = await reply_to(u, progress, is_result, timeout=15)
+        assert "your 1 style image" in text_of(result)
+        assert client.finished_early == [next(iter(client.jobs))]
+        await asyncio.sleep(0.5)
+        assert sum(is_result(m) for m in await u.bot_messages()) == 1
