@@ -301,3 +301,18 @@ def test_seed_env_names_configure_s3(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_configured_prefix_is_refused(tmp_path: Path, prefix: str) -> None:
     with pytest.raises(InvalidKeyError):
         LocalStorage(tmp_path, prefix=prefix)
+
+
+def test_data_keys_belong_to_the_scope_they_were_made_for(storage: LocalStorage) -> None:
+    mine = storage.new_key(scope="chat:8106", name="photo.jpg")
+    theirs = storage.new_key(scope="chat:700", name="photo.jpg")
+    assert storage.is_data_key_of(mine, "chat:8106")
+    assert not storage.is_data_key_of(theirs, "chat:8106")
+    # a scope that is a prefix of another is not the same scope
+    assert not storage.is_data_key_of(storage.new_key(scope="chat:81060", name="x.jpg"), "chat:8106")
+    # records, notebooks and malformed keys belong to nobody
+    assert not storage.is_data_key_of(storage.record_key("jobs", "abc.json"), "chat:8106")
+    notebook = storage.layout.notebook_key(scope="chat:8106", name="run.ipynb", failed=False)
+    assert not storage.is_data_key_of(notebook, "chat:8106")
+    for hostile in ("", "../" + mine, mine + "/..", mine.replace("/", "\\"), "/" + mine, mine + "\x00"):
+        assert not storage.is_data_key_of(hostile, "chat:8106")

@@ -24,7 +24,6 @@ import asyncio
 import collections
 import contextlib
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -97,16 +96,6 @@ def input_name(name: str) -> str:
     """Inputs are stored re-encoded as JPEG, so their name says so (the storage sanitises the rest)."""
     stem = name.rpartition(".")[0] if "." in name.rsplit("/", 1)[-1] else name
     return f"{stem or 'input'}.jpg"
-
-
-def owns_key(storage: Storage, owner: str, key: str) -> bool:
-    """Whether ``key`` is a data key the storage generated for ``owner``'s scope.
-
-    Keys look like ``<prefix>/<scope>-<32 hex>/<name>``; a fresh key for the owner gives the
-    ``<prefix>/<scope>-`` part to compare with, so records and notebooks never match.
-    """
-    head = storage.new_key(scope=owner, name="x").rsplit("/", 1)[0][:-32]
-    return re.fullmatch(re.escape(head) + r"[0-9a-f]{32}/[A-Za-z0-9_][A-Za-z0-9_.-]*", key) is not None
 
 
 class JobRecorder:
@@ -379,7 +368,7 @@ class JobLifecycle(JobRecorder):
             (f"style_keys.{i}", k) for i, k in enumerate(spec.style_keys)
         ]
         for field_name, key in keys:
-            if not owns_key(self.storage, spec.owner, key):
+            if not self.storage.is_data_key_of(key, spec.owner):
                 raise JobClientError(
                     "foreign_key", f"{field_name}: this image belongs to someone else or is not an input; "
                     "upload it first", field=field_name,

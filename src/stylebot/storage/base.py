@@ -53,6 +53,11 @@ class Storage(Protocol):
         """A fresh generated key, for writers that must know the key before the bytes exist."""
         ...
 
+    def is_data_key_of(self, key: str, scope: str) -> bool:
+        """Whether ``key`` is an input, preview or result key generated for ``scope`` (never a record
+        or a notebook); only says what the key's form shows, not whether the object exists."""
+        ...
+
     def record_key(self, namespace: str, name: str) -> str:
         """A fixed key for internal records, e.g. ``record_key("jobs", job_id + ".json")``.
 

@@ -130,6 +130,17 @@ class KeyLayout:
             return KeyKind.record
         raise InvalidKeyError("not a storage key of this storage")
 
+    def is_data_key_of(self, key: str, scope: str) -> bool:
+        """Whether ``key`` is a data key (input, preview, result) generated for ``scope``; records,
+        notebooks, other scopes and malformed keys are not."""
+        try:
+            if self.classify(key) is not KeyKind.data:
+                return False
+        except InvalidKeyError:
+            return False
+        folder = self._relative_parts(key)[0]
+        return folder.rpartition("-")[0] == sanitize_scope(scope)
+
     def check_list_prefix(self, prefix: str) -> str:
         """A listing prefix must lie inside the storage prefix and use key characters only."""
         if prefix in ("", self.prefix, self.prefix + "/"):

@@ -93,6 +93,9 @@ class S3Storage:
     def new_key(self, *, scope: str, name: str) -> str:
         return self.layout.new_key(scope=scope, name=name)
 
+    def is_data_key_of(self, key: str, scope: str) -> bool:
+        return self.layout.is_data_key_of(key, scope)
+
     def record_key(self, namespace: str, name: str) -> str:
         return self.layout.record_key(namespace, name)
 
