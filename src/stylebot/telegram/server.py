@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_request import FileField
 
-from stylebot.telegram.botapi import BotApi, Params, Upload, _Described
+from stylebot.telegram.botapi import BotApi, Described, Params, Upload
 from stylebot.telegram.errors import NOT_FOUND, UNAUTHORIZED, ApiError
 from stylebot.telegram.state import FILE_UPLOAD_LIMIT, Bot, FloodLimit, World
 from stylebot.telegram.userapi import UserApi
@@ -86,7 +86,7 @@ class TelegramApp:
         except ApiError as err:
             return web.json_response(err.body(), status=err.code, dumps=_dumps)
         body: dict[str, Any] = {"ok": True, "result": result}
-        if isinstance(result, _Described):
+        if isinstance(result, Described):
             body = {"ok": True, "result": result.result, "description": result.description}
         return web.json_response(body, dumps=_dumps)
 
