@@ -38,10 +38,13 @@ async def test_web_chat_sheet_result_and_changing_preview(
     photo.write_bytes(jpeg("chelsea.jpg", size=192))
     style.write_bytes(jpeg("texture_brick.jpg", size=96))
     try:
-        for _ in range(100):
+        for _ in range(1200):  # a cold first start (imports, models off a cold disk) can be slow
             if "Playground ready" in capsys.readouterr().out:
                 break
+            assert not playground.done(), playground.result()
             await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the playground did not say it was ready within 120 s")
         page = await chromium.new_page(viewport={"width": 520, "height": 1500})
         await page.goto(f"http://127.0.0.1:{port}/")
         theirs = page.locator(".row.theirs")

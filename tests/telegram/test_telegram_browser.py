@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from pathlib import Path
@@ -65,3 +66,19 @@ async def test_web_chat_text_button_and_photo(tg: LocalTelegram, echo_bot, page,
     if os.environ.get("SAVE_WEBCHAT_SCREENSHOT"):
         README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, README_SCREENSHOT)
+
+
+async def test_a_message_sent_while_the_page_is_still_connecting_is_delivered(
+    tg: LocalTelegram, echo_bot, page
+) -> None:
+    async def slow_users(route) -> None:  # a slow first load: the page does not know its user yet
+        await asyncio.sleep(1.5)
+        await route.continue_()
+
+    await page.route("**/api/users", slow_users)
+    await page.goto(tg.web_url, wait_until="domcontentloaded")
+    await page.fill("#text", "/start")
+    await page.press("#text", "Enter")
+    await page.locator(".row.mine .bubble", has_text="/start").wait_for(timeout=15_000)
+    await page.locator(".keyboard button", has_text="Ping").wait_for(timeout=15_000)
+    assert await page.locator(".toast:has-text('Not sent')").count() == 0

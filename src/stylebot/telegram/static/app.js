@@ -3,7 +3,9 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { users: [], userId: null, bot: null, messages: new Map(), source: null, typingTimer: null };
+const state = {
+  users: [], userId: null, bot: null, messages: new Map(), source: null, typingTimer: null, ready: null,
+};
 
 function escapeHtml(s) {
   return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
@@ -279,6 +281,7 @@ async function refreshCommandsLater() {
 async function sendText(text) {
   text = text.trim();
   if (!text) return;
+  await state.ready;
   await api(`/api/chats/${state.userId}/messages`, {
     method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ text }),
   });
@@ -289,6 +292,7 @@ async function sendFiles(files) {
   if (!files.length) return;
   const asFile = $("as-file").checked || files.some((f) => !f.type.startsWith("image/") || f.type === "image/svg+xml");
   const caption = $("text").value.trim();
+  await state.ready;
   for (let i = 0; i < files.length; i += 10) {
     const form = new FormData();
     form.append("kind", asFile ? "document" : "photo");
@@ -358,6 +362,7 @@ function wire() {
     if (button) {
       button.disabled = true;
       try {
+        await state.ready;
         await api(`/api/chats/${state.userId}/press`, {
           method: "POST", headers: { "Content-Type": "application/json" },
           body: JSON.stringify({ message_id: Number(button.dataset.message), callback_data: button.dataset.callback }),
@@ -406,5 +411,8 @@ function wire() {
   });
 }
 
+// Until start() knows who the user is there is no chat to post to: whatever the user sends
+// before then waits for it instead of being lost.
+state.ready = start();
+state.ready.catch((err) => setStatus(`error: ${err.message}`));
 wire();
-start().catch((err) => setStatus(`error: ${err.message}`));
