@@ -190,13 +190,15 @@ def test_a_short_job_never_waits_behind_a_refinement(http: httpx.Client) -> None
     long_job = nst_body(alice, photo, [style], size=512, preset="balanced")
     submit(http, long_job)
     wait_status(http, long_job["job_id"], lambda s: s["state"] == "running")
-    # One job per owner at a time, with one message on both backends.
-    refused = http.post("/v1/jobs", json=cyclegan_body(alice, photo))
+    # One job per owner at a time in each lane, with one message on both backends.
+    refused = http.post("/v1/jobs", json=nst_body(alice, photo, [style], size=96, preset="balanced"))
     assert refused.status_code == 409
     assert refused.json()["detail"] == {
         "code": "owner_limit",
         "message": "You already have 1 job(s) in progress; wait for it to finish or cancel it.",
     }
+    # ...while a short job of the same owner (the style sheet for a new photo) is welcome.
+    assert run_to_end(http, cyclegan_body(alice, photo))["state"] == "done"
     bob_photo = upload(http, bob, small_jpeg("coffee.jpg", 512))
     instant = nst_body(bob, bob_photo, [upload(http, bob, small_jpeg("texture_grass.jpg"))],
                        size=512, preset="instant")

@@ -86,6 +86,22 @@ async def test_per_owner_limit_then_other_owners_still_welcome(service: JobServi
     assert (await service.submit(await nst_spec(service, owner="chat:2"))).state is JobState.queued
 
 
+async def test_per_owner_limit_holds_per_lane(service: JobService, runner: FakeRunner) -> None:
+    """A new photo's style sheet is not refused while the same chat's refinement runs."""
+    refinement = await nst_spec(service, owner="chat:1")
+    await service.submit(refinement)
+    await wait_until(lambda: refinement.job_id in runner.started)
+    sheet = JobSpec(job_id=job_id(), owner="chat:1", kind="sheet", content_key=refinement.content_key)
+    assert (await service.submit(sheet)).state in (JobState.queued, JobState.running)
+    for second in (
+        sheet.model_copy(update={"job_id": job_id()}),  # the fast lane's one job is taken too
+        await nst_spec(service, owner="chat:1"),
+    ):
+        with pytest.raises(JobClientError) as err:
+            await service.submit(second)
+        assert err.value.code == "owner_limit"
+
+
 async def test_full_queue_is_busy_with_retry_after(service: JobService, runner: FakeRunner) -> None:
     await service.submit(await nst_spec(service, owner="chat:0"))
     await wait_until(lambda: runner.started)  # the first job occupies the only worker

@@ -6,7 +6,7 @@ Two classes, one set of rules:
   (a new storage key per preview; only the latest is kept), and writes the final state — never
   over a state that is already final (cancelled or finished early meanwhile). The local workers
   use it in-process; each Ray worker replica has its own.
-- :class:`JobLifecycle` adds what the API needs: input upload, admission (per-owner limit, a
+- :class:`JobLifecycle` adds what the API needs: input upload, admission (per-owner limit in each lane, a
   bounded queue, idempotent submit by job id, inputs in the owner's own scope), status with queue
   position, cancel, "finish now", restart recovery, retention and the metrics.
 
@@ -399,13 +399,17 @@ class JobLifecycle(JobRecorder):
             if old is not None:
                 self.same_job(old.spec, spec)
                 return await self.status(spec.job_id)
-            active = sum(1 for r in self.active.values() if r.spec.owner == spec.owner)
+            # The limit holds per lane: a style sheet or an instant result for a new photo must
+            # not wait until the same owner's minutes-long refinement ends.
+            lane = lane_for(spec)
+            active = sum(
+                1 for r in self.active.values() if r.spec.owner == spec.owner and lane_for(r.spec) is lane
+            )
             if active >= self.per_owner_limit:
                 raise JobClientError(
                     "owner_limit",
                     f"You already have {active} job(s) in progress; wait for it to finish or cancel it.",
                 )
-            lane = lane_for(spec)
             if self.queue_lengths().get(lane, 0) >= self.queue_size:
                 raise JobClientError(
                     "busy", "The style service is busy right now; please try again in a minute.",
