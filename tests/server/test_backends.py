@@ -179,8 +179,13 @@ def test_the_api_refuses_bad_tokens_and_names_bad_fields(http: httpx.Client, ser
     key = upload(http, who, small_jpeg("coffee.jpg"))
     bad = http.post("/v1/jobs", json=nst_body(who, key, [key], size=99999))
     assert bad.status_code == 422 and bad.json()["detail"]["field"] == "params.size"
-    styles = {s["name"]: s["installed"] for s in http.get("/v1/styles").json()["styles"]}
-    assert styles["style_monet"] is True and styles["style_vangogh"] is False
+    styles = {s["name"]: s for s in http.get("/v1/styles").json()["styles"]}
+    assert styles["style_monet"]["installed"] is True and styles["style_vangogh"]["installed"] is False
+    # The feed-forward networks are listed too (the operator's startup line names them), not the
+    # NST backbones.
+    for network in ("multistyle26", "arbitrary_predict", "arbitrary_transform"):
+        assert styles[network]["kind"] == "feedforward" and styles[network]["installed"] is True
+    assert "vgg19" not in styles and "vgg16" not in styles
 
 
 def test_a_short_job_never_waits_behind_a_refinement(http: httpx.Client) -> None:

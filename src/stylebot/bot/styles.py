@@ -65,7 +65,8 @@ class StyleCatalog:
         return result
 
     async def log_for_operator(self) -> None:
-        """One line at start: which pretrained styles users will not see, and how to add them."""
+        """One line at start: which style models are missing (users do not see what they would
+        offer: a CycleGAN's tile, or the gallery sheet), and the command that adds them."""
         try:
             infos = await self.client.styles()
         except JobClientError as exc:
@@ -75,13 +76,13 @@ class StyleCatalog:
         installed = len(infos) - len(missing)
         if missing:
             log.info(
-                "pretrained styles: %d installed; not shown to users: %s (`stylebot models pull %s`)",
+                "style models: %d installed; not shown to users: %s (`stylebot models pull %s`)",
                 installed,
                 ", ".join(missing),
                 " ".join(missing),
             )
         else:
-            log.info("pretrained styles: all %d installed", installed)
+            log.info("style models: all %d installed", installed)
 
     async def get(self, name: str) -> StyleAvailability | None:
         return next((s for s in await self.list() if s.name == name), None)

@@ -246,7 +246,9 @@ class JobClientError(Exception):
 
 @dataclass(frozen=True)
 class StyleInfo:
-    """One pretrained style (CycleGAN model) and whether this ML side can run it."""
+    """One pretrained style model and whether this ML side can run it: a CycleGAN (``kind``
+    "cyclegan"), or a feed-forward network ("feedforward": the 26-style gallery network and the
+    pair behind the instant preset)."""
 
     name: str
     title: str

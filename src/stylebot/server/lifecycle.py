@@ -505,7 +505,7 @@ class JobLifecycle(JobRecorder):
         return [
             StyleInfo(name=m.name, title=m.title, kind=m.kind, installed=m.installed, reason=m.reason)
             for m in models
-            if m.kind == "cyclegan"  # backbones are not styles a user can pick
+            if m.kind != "backbone"  # the NST backbones are not styles; the feed-forward networks are
         ]
 
     # --- cancel / finish now -----------------------------------------------------------------------
