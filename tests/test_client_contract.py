@@ -25,6 +25,7 @@ from stylebot.jobs.spec import JobParams, JobSpec, JobState, JobStatus
 from stylebot.server.app import create_app
 from stylebot.server.service import JobService
 from stylebot.storage import make_storage
+from stylebot.storage.keys import scope_segment
 
 TOKEN = "contract-token-0123456789abcdef"
 
@@ -183,8 +184,9 @@ async def test_errors_have_stable_codes(client: JobClient) -> None:
         await client.upload_input(b"GIF89a-but-not-really", owner="chat:3", name="x.gif")
     assert err.value.code in ("not_an_image", "truncated_image") and str(err.value)
     content, style = await upload_pair(client, "chat:3")
+    gone = f"stylebot/{scope_segment('chat:3')}-{'0' * 32}/gone.jpg"  # well-formed, the owner's, missing
     with pytest.raises(JobClientError) as err:
-        await client.submit(nst_spec("chat:3", content, f"stylebot/chat_3-{'0' * 32}/gone.jpg"))
+        await client.submit(nst_spec("chat:3", content, gone))
     assert err.value.code == "invalid" and err.value.field == "style_keys.0"
     with pytest.raises(JobClientError) as err:  # another chat's photo
         await client.submit(nst_spec("chat:4", content, style))

@@ -70,7 +70,7 @@ async def test_nst_job_stores_a_jpeg_result_and_reports_progress_on_the_loop(
     progress = Recorder()
     outcome = await run_job(spec, storage, settings, on_progress=progress, cancel=CancelToken())
     assert isinstance(outcome, JobOutcome)
-    assert outcome.result_key.startswith("stylebot/chat_7-") and outcome.result_key.endswith("/result.jpg")
+    assert outcome.result_key.startswith("stylebot/chat_7.") and outcome.result_key.endswith("/result.jpg")
     data = await storage.get(outcome.result_key)
     result = Image.open(io.BytesIO(data))
     assert result.format == "JPEG"

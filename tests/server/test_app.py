@@ -15,6 +15,7 @@ from stylebot.config import Settings
 from stylebot.server.app import create_app
 from stylebot.server.main import check_exposure
 from stylebot.server.service import JobService
+from stylebot.storage.keys import scope_segment
 from stylebot.storage.local import LocalStorage
 
 TOKEN = "t0ken-for-tests-0123456789"
@@ -111,7 +112,7 @@ async def test_too_many_styles_and_unknown_inputs_are_422(api: httpx.AsyncClient
     response = await api.post("/v1/jobs", json=body | {"style_keys": body["style_keys"] * 6,
                                                        "style_weights": None})
     assert response.status_code == 422 and response.json()["detail"]["field"] == "style_keys"
-    missing = f"stylebot/chat_1-{'0' * 32}/none.jpg"
+    missing = f"stylebot/{scope_segment('chat:1')}-{'0' * 32}/none.jpg"
     response = await api.post("/v1/jobs", json=body | {"content_key": missing})
     assert response.status_code == 422 and response.json()["detail"]["field"] == "content_key"
     response = await api.post("/v1/jobs", json=body | {"owner": "chat:2", "job_id": job_id()})

@@ -15,6 +15,7 @@ from stylebot.config import Settings
 from stylebot.jobs.spec import JobParams, JobSpec, JobState
 from stylebot.jobs.store import JobStore
 from stylebot.server.service import JobService
+from stylebot.storage.keys import scope_segment
 from stylebot.storage.local import LocalStorage
 
 
@@ -219,16 +220,17 @@ async def test_progress_from_a_thread_and_preview_reach_the_status(
 async def test_inputs_must_be_the_owners_and_exist(service: JobService, storage: LocalStorage) -> None:
     good = await service.upload_input(jpeg(), owner="chat:1", name="a.jpg")
     other = await service.upload_input(jpeg(), owner="chat:2", name="a.jpg")
+    look_alike = good.replace(scope_segment("chat:1"), scope_segment("chat:11"))
     foreign = ["stylebot/nobody-0000/photo.jpg", "elsewhere/x/photo.jpg", other,
-               JobStore(storage).key(job_id()), good.replace("chat_1-", "chat_11-"),
-               f"stylebot/notebooks/ok/chat_1-{'0' * 32}/nst.ipynb"]
+               JobStore(storage).key(job_id()), look_alike,
+               storage.layout.notebook_key(scope="chat:1", name="nst.ipynb", failed=False)]
     for bad in foreign:
         spec = JobSpec(job_id=job_id(), owner="chat:1", kind="nst", content_key=good, style_keys=[bad])
         with pytest.raises(JobClientError) as err:
             await service.submit(spec)
         assert err.value.code == "foreign_key" and err.value.field == "style_keys.0", bad
     spec = JobSpec(job_id=job_id(), owner="chat:1", kind="cyclegan", model="style_monet",
-                   content_key=f"stylebot/chat_1-{'0' * 32}/none.jpg")
+                   content_key=storage.new_key(scope="chat:1", name="none.jpg"))
     with pytest.raises(JobClientError) as err:
         await service.submit(spec)
     assert err.value.code == "invalid" and err.value.field == "content_key"

@@ -44,7 +44,7 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 async def test_put_generates_scoped_key_and_round_trips(storage: LocalStorage, root: Path) -> None:
     key = await storage.put(b"photo bytes", scope="chat:123", name="content.jpg")
-    assert re.fullmatch(r"stylebot/chat_123-[0-9a-f]{32}/content\.jpg", key)
+    assert re.fullmatch(r"stylebot/chat_123\.[0-9a-f]{10}-[0-9a-f]{32}/content\.jpg", key)
     assert await storage.get(key) == b"photo bytes"
     assert await storage.exists(key)
     assert (root / key).read_bytes() == b"photo bytes"
@@ -60,14 +60,14 @@ async def test_same_name_twice_gives_two_keys(storage: LocalStorage) -> None:
 @pytest.mark.parametrize(
     ("scope", "name", "expected"),
     [
-        ("../../etc", "../../passwd", r"stylebot/etc-[0-9a-f]{32}/passwd"),
-        ("/abs", "C:\\Windows\\evil.jpg", r"stylebot/abs-[0-9a-f]{32}/evil\.jpg"),
-        ("chat:1", ".hidden", r"stylebot/chat_1-[0-9a-f]{32}/file.hidden"),
-        ("chat:1", "..", r"stylebot/chat_1-[0-9a-f]{32}/file"),
-        ("chat:1", "a.b.c..jpg", r"stylebot/chat_1-[0-9a-f]{32}/a\.b\.c\.jpg"),
-        ("", "", r"stylebot/anon-[0-9a-f]{32}/file"),
-        ("a\x00b", "x%2e%2e.jpg", r"stylebot/a_b-[0-9a-f]{32}/x_2e_2e\.jpg"),
-        ("chat:1", "фото.jpg", r"stylebot/chat_1-[0-9a-f]{32}/file\.jpg"),
+        ("../../etc", "../../passwd", r"stylebot/etc\.[0-9a-f]{10}-[0-9a-f]{32}/passwd"),
+        ("/abs", "C:\\Windows\\evil.jpg", r"stylebot/abs\.[0-9a-f]{10}-[0-9a-f]{32}/evil\.jpg"),
+        ("chat:1", ".hidden", r"stylebot/chat_1\.[0-9a-f]{10}-[0-9a-f]{32}/file.hidden"),
+        ("chat:1", "..", r"stylebot/chat_1\.[0-9a-f]{10}-[0-9a-f]{32}/file"),
+        ("chat:1", "a.b.c..jpg", r"stylebot/chat_1\.[0-9a-f]{10}-[0-9a-f]{32}/a\.b\.c\.jpg"),
+        ("", "", r"stylebot/anon\.[0-9a-f]{10}-[0-9a-f]{32}/file"),
+        ("a\x00b", "x%2e%2e.jpg", r"stylebot/a_b\.[0-9a-f]{10}-[0-9a-f]{32}/x_2e_2e\.jpg"),
+        ("chat:1", "фото.jpg", r"stylebot/chat_1\.[0-9a-f]{10}-[0-9a-f]{32}/file\.jpg"),
     ],
 )
 async def test_caller_names_are_sanitized(
@@ -246,8 +246,8 @@ async def test_expire_honours_each_retention(storage: LocalStorage, root: Path) 
     failed_nb = await storage.put_notebook(b"{}", scope="chat:1", name="nst.ipynb", failed=True)
     record = storage.record_key("jobs", "j.json")
     await storage.put_at(record, b"{}")
-    assert ok_nb.startswith("stylebot/notebooks/ok/chat_1-")
-    assert failed_nb.startswith("stylebot/notebooks/failed/chat_1-")
+    assert ok_nb.startswith("stylebot/notebooks/ok/chat_1.")
+    assert failed_nb.startswith("stylebot/notebooks/failed/chat_1.")
 
     now = time.time()
     assert await storage.expire(now=now + 1 * HOUR) == 0
@@ -279,7 +279,7 @@ async def test_expire_uses_file_age_and_sweeps_stale_temp_files(storage: LocalSt
 def test_make_storage_picks_backend(tmp_path: Path) -> None:
     local = make_storage(Settings(storage_dir=tmp_path / "s", s3_prefix="bot/results"))
     assert isinstance(local, LocalStorage)
-    assert local.new_key(scope="chat:1", name="x.jpg").startswith("bot/results/chat_1-")
+    assert local.new_key(scope="chat:1", name="x.jpg").startswith("bot/results/chat_1.")
     from stylebot.storage.s3 import S3Storage
 
     s3 = make_storage(Settings(s3_bucket="my-bucket", s3_endpoint_url="http://127.0.0.1:1"))
@@ -294,7 +294,7 @@ def test_seed_env_names_configure_s3(monkeypatch: pytest.MonkeyPatch) -> None:
     storage = make_storage(Settings())
     assert storage.bucket == "seed-bucket"  # type: ignore[attr-defined]
     assert storage.region_name == "eu-west-1"  # type: ignore[attr-defined]
-    assert storage.new_key(scope="chat:1", name="x.jpg").startswith("results/chat_1-")
+    assert storage.new_key(scope="chat:1", name="x.jpg").startswith("results/chat_1.")
 
 
 @pytest.mark.parametrize("prefix", ["../up", "a/../b", "_records", "notebooks", ".hidden"])
@@ -310,6 +310,9 @@ def test_data_keys_belong_to_the_scope_they_were_made_for(storage: LocalStorage)
     assert not storage.is_data_key_of(theirs, "chat:8106")
     # a scope that is a prefix of another is not the same scope
     assert not storage.is_data_key_of(storage.new_key(scope="chat:81060", name="x.jpg"), "chat:8106")
+    # owners whose readable parts agree are still two scopes
+    assert not storage.is_data_key_of(storage.new_key(scope="chat_1", name="x.jpg"), "chat:1")
+    assert not storage.is_data_key_of(storage.new_key(scope="chat:1", name="x.jpg"), "chat_1")
     # records, notebooks and malformed keys belong to nobody
     assert not storage.is_data_key_of(storage.record_key("jobs", "abc.json"), "chat:8106")
     notebook = storage.layout.notebook_key(scope="chat:8106", name="run.ipynb", failed=False)

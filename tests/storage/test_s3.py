@@ -42,7 +42,7 @@ def storage(s3_endpoint: str) -> S3Storage:
 async def test_round_trip_list_delete(storage: S3Storage) -> None:
     await storage.check()
     key = await storage.put(b"photo", scope="chat:42", name="../content.jpg", content_type="image/jpeg")
-    assert re.fullmatch(r"stylebot/chat_42-[0-9a-f]{32}/content\.jpg", key)
+    assert re.fullmatch(r"stylebot/chat_42\.[0-9a-f]{10}-[0-9a-f]{32}/content\.jpg", key)
     assert await storage.get(key) == b"photo"
     assert await storage.exists(key)
     record = storage.record_key("jobs", "j1.json")
@@ -207,5 +207,5 @@ def test_make_storage_from_settings(s3_endpoint: str) -> None:
                         aws_secret_access_key="testing", s3_prefix="/bot/")
     storage = make_storage(settings)
     assert isinstance(storage, S3Storage)
-    assert storage.new_key(scope="chat:1", name="a.jpg").startswith("bot/chat_1-")
+    assert storage.new_key(scope="chat:1", name="a.jpg").startswith("bot/chat_1.")
     assert "testing" not in repr(storage)

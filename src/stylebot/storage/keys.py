@@ -4,6 +4,7 @@ Keys are generated here and validated here; backends never build a path or an ob
 from anything else. The layout under the configured prefix::
 
     <prefix>/<scope>-<32 hex>/<name>                      inputs, previews, results
+                                                          (<scope>: see scope_segment)
     <prefix>/notebooks/ok/<scope>-<32 hex>/<name>         executed notebooks of finished jobs
     <prefix>/notebooks/failed/<scope>-<32 hex>/<name>     executed notebooks of failed jobs
     <prefix>/_records/<namespace>/<name>                  internal records (never expired here)
@@ -14,6 +15,7 @@ never be ``..``, absolute, URL-encoded, contain a backslash or NUL, or name a hi
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from enum import Enum
@@ -21,6 +23,7 @@ from enum import Enum
 from stylebot.storage.base import InvalidKeyError
 
 MAX_KEY_LENGTH = 1024
+SCOPE_HASH_LENGTH = 10
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _RECORD_PART = re.compile(r"[A-Za-z0-9_.-]{1,128}")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -45,9 +48,14 @@ def _sanitize(text: str, *, limit: int, fallback: str) -> str:
     return clean or fallback
 
 
-def sanitize_scope(scope: str) -> str:
-    """An owner such as ``chat:123`` becomes a safe key segment such as ``chat_123``."""
-    return _sanitize(scope, limit=64, fallback="anon")
+def scope_segment(scope: str) -> str:
+    """An owner such as ``chat:123`` becomes a safe key segment such as ``chat_123.5f1d2a9c0b``.
+
+    The readable part alone is lossy (``chat:1`` and ``chat_1`` both read ``chat_1``); the short
+    hash of the whole owner keeps two owners from ever sharing a scope."""
+    digest = hashlib.sha256(scope.encode("utf-8", "surrogatepass")).hexdigest()[:SCOPE_HASH_LENGTH]
+    readable = _sanitize(scope, limit=64 - SCOPE_HASH_LENGTH - 1, fallback="anon")
+    return f"{readable}.{digest}"
 
 
 def sanitize_name(name: str) -> str:
@@ -79,12 +87,12 @@ class KeyLayout:
         return "/".join((self.prefix, *parts)) if self.prefix else "/".join(parts)
 
     def new_key(self, *, scope: str, name: str) -> str:
-        return self._join(f"{sanitize_scope(scope)}-{secrets.token_hex(16)}", sanitize_name(name))
+        return self._join(f"{scope_segment(scope)}-{secrets.token_hex(16)}", sanitize_name(name))
 
     def notebook_key(self, *, scope: str, name: str, failed: bool) -> str:
         outcome = "failed" if failed else "ok"
         return self._join(
-            NOTEBOOKS_DIR, outcome, f"{sanitize_scope(scope)}-{secrets.token_hex(16)}", sanitize_name(name)
+            NOTEBOOKS_DIR, outcome, f"{scope_segment(scope)}-{secrets.token_hex(16)}", sanitize_name(name)
         )
 
     def record_key(self, namespace: str, name: str) -> str:
@@ -139,7 +147,7 @@ class KeyLayout:
         except InvalidKeyError:
             return False
         folder = self._relative_parts(key)[0]
-        return folder.rpartition("-")[0] == sanitize_scope(scope)
+        return folder.rpartition("-")[0] == scope_segment(scope)
 
     def check_list_prefix(self, prefix: str) -> str:
         """A listing prefix must lie inside the storage prefix and use key characters only."""
