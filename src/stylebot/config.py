@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     storage_dir: Path = Field(
         Path(user_data_dir("stylebot")) / "storage", validation_alias=_env("STORAGE_DIR")
     )
+    bot_state_dir: Path | None = Field(
+        None, validation_alias=_env("BOT_STATE_DIR"),
+        description="the bot's pending deliveries and sessions without Redis (default: next to STORAGE_DIR)",
+    )
     s3_bucket: str | None = Field(
         None, validation_alias=_env("S3_BUCKET", "S3_BUCKET_WITH_RESULTS_NAME")
     )

@@ -344,3 +344,23 @@ async def test_good_send_it_works_after_a_restart(
         assert client.finished_early == [next(iter(client.jobs))]
         await asyncio.sleep(0.5)
         assert sum(is_result(m) for m in await u.bot_messages()) == 1
+
+
+def test_the_operator_chooses_where_pending_deliveries_live(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two bots whose storage folders sit side by side must not share pending records."""
+    from stylebot.bot.app import create_storage
+    from stylebot.bot.persistence import JsonPendingStore
+    from stylebot.config import Settings
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("STYLEBOT_STORAGE_DIR", str(tmp_path / "storage"))
+    monkeypatch.delenv("STYLEBOT_BOT_STATE_DIR", raising=False)
+    _, default = create_storage(Settings(), 42)
+    assert isinstance(default, JsonPendingStore)
+    assert default.path == tmp_path / "bot-state" / "pending-42.json"
+    monkeypatch.setenv("STYLEBOT_BOT_STATE_DIR", str(tmp_path / "bot-a"))
+    _, chosen = create_storage(Settings(), 42)
+    assert isinstance(chosen, JsonPendingStore)
+    assert chosen.path == tmp_path / "bot-a" / "pending-42.json"

@@ -43,8 +43,9 @@ PLAYGROUND_TOKEN_ID = 100000001
 
 
 def bot_state_dir(settings: Settings) -> Path:
-    """Pending deliveries and the memory-storage session file live next to the local storage."""
-    return settings.storage_dir.parent / "bot-state"
+    """Where pending deliveries and the memory-storage session file live without Redis:
+    ``STYLEBOT_BOT_STATE_DIR``, else next to the local storage folder."""
+    return settings.bot_state_dir or settings.storage_dir.parent / "bot-state"
 
 
 def create_bot(token: str, api_base: str | None = None, *, pacer: ChatPacer | None = None) -> Bot:
