@@ -112,7 +112,9 @@ class BotApp:
             timing=timing,
         )
         self.once = UpdateOnceMiddleware(getattr(self.storage, "redis", None), bot.id)
-        self.bursts = BurstMiddleware(burst_gap, typed_states=(Flow.entering_weights.state,))
+        weights_state = Flow.entering_weights.state
+        assert weights_state is not None  # a StatesGroup names its states when the class is created
+        self.bursts = BurstMiddleware(burst_gap, typed_states=(weights_state,))
         self.dispatcher = self._build_dispatcher(album_latency)
         self._polling: asyncio.Task[None] | None = None
 
@@ -154,9 +156,8 @@ class BotApp:
 
     async def _on_error(self, event: ErrorEvent) -> bool:
         log.error("update %s failed: %s", event.update.update_id, event.exception, exc_info=event.exception)
-        message = event.update.message or (
-            event.update.callback_query and event.update.callback_query.message
-        )
+        query = event.update.callback_query
+        message = event.update.message or (query.message if query is not None else None)
         if message is not None:
             with contextlib.suppress(TelegramAPIError):
                 await self.bot.send_message(

@@ -168,7 +168,8 @@ class JobRunner:
             return
         task = asyncio.create_task(self._watch(rec.job_id), name=f"watch-{rec.job_id}")
         self._tasks[rec.job_id] = task
-        task.add_done_callback(lambda t, job_id=rec.job_id: self._tasks.pop(job_id, None))
+        job_id = rec.job_id
+        task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
 
     # --- what runs for a chat ------------------------------------------------------------------
     async def running_for(self, chat_id: int, user_id: int | None = None) -> PendingDelivery | None:

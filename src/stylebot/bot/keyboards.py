@@ -159,9 +159,9 @@ def settings_keyboard(
         else _("Refine after the instant result: off"),
         callback_data=SettingsButton(key=SettingsKey.refine, value="toggle"),
     )
-    for code, name in (("en", "English"), ("ru", "Русский")):
+    for code, language_name in (("en", "English"), ("ru", "Русский")):
         kb.button(
-            text=_mark(current_locale == code, name),
+            text=_mark(current_locale == code, language_name),
             callback_data=SettingsButton(key=SettingsKey.language, value=code),
         )
     kb.button(text=_("Done"), callback_data=SettingsButton(key=SettingsKey.close))

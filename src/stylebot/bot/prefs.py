@@ -5,7 +5,7 @@ A separate destiny means ``state.clear()`` (on /cancel, after a job) never wipes
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypeGuard
 
 from aiogram.fsm.storage.base import BaseStorage, StorageKey
 from pydantic import BaseModel, Field, ValidationError
@@ -13,13 +13,19 @@ from pydantic import BaseModel, Field, ValidationError
 from stylebot.jobs.spec import DEFAULT_SIZE, MAX_SIZE, MIN_SIZE
 
 PREFS_DESTINY = "prefs"
-STRENGTHS: dict[str, float] = {"low": 0.5, "normal": 1.0, "high": 3.0}
+Strength = Literal["low", "normal", "high"]
+STRENGTHS: dict[Strength, float] = {"low": 0.5, "normal": 1.0, "high": 3.0}
 SIZES: tuple[int, ...] = (512, 768, 1024)  # and None: the photo's own size, up to MAX_SIZE
 LANGUAGES: tuple[str, ...] = ("en", "ru")
 
 
+def is_strength(value: str) -> TypeGuard[Strength]:
+    """Whether a button's value names one of the strengths."""
+    return value in STRENGTHS
+
+
 class UserPrefs(BaseModel):
-    strength: Literal["low", "normal", "high"] = "normal"
+    strength: Strength = "normal"
     preserve_colors: bool = False
     size: int | None = Field(None, ge=MIN_SIZE, le=MAX_SIZE, description="None: original, up to MAX_SIZE")
     refine: bool | None = None  # None: the operator's default (STYLEBOT_REFINE)

@@ -14,7 +14,7 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stylebot.cli.common import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_WEIGHTS, ensure_models, fail
 from stylebot.jobs.spec import (
@@ -33,6 +33,7 @@ from stylebot.ml.names import FEEDFORWARD_MODELS, GALLERY_MODEL, GALLERY_STYLES
 
 if TYPE_CHECKING:
     from PIL import Image
+    from tqdm import tqdm
 
     from stylebot.config import Settings
     from stylebot.ml.runtime import Progress
@@ -168,7 +169,7 @@ def _size(size: int | None, fast_dev_run: bool) -> int:
     return min(size, FAST_DEV_SIZE) if fast_dev_run else size
 
 
-def _bar(desc: str, unit: str):  # type: ignore[no-untyped-def]
+def _bar(desc: str, unit: str) -> tqdm[Any]:
     from tqdm import tqdm
 
     return tqdm(total=1, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
@@ -199,10 +200,14 @@ def _run_gallery(
 
     blend = ",".join(f"{i}:{w:g}" for i, w in gallery.items())
     with _bar(f"gallery {blend}", "pass") as bar:
+
+        def advance(p: Progress) -> None:
+            bar.update(1)
+
         return gallery_image(
             content, gallery, models_dir=settings.models_dir, device=device, size=size,
             strength=args.strength, preserve_colors=args.preserve_colors,
-            on_progress=lambda p: bar.update(1),
+            on_progress=advance,
         )
 
 
@@ -213,10 +218,14 @@ def _run_instant(
     from stylebot.jobs.pipeline import instant_image
 
     with _bar("instant", "pass") as bar:
+
+        def advance(p: Progress) -> None:
+            bar.update(1)
+
         return instant_image(
             content, styles, models_dir=settings.models_dir, device=device, size=size,
             strength=args.strength, style_weights=weights, preserve_colors=args.preserve_colors,
-            on_progress=lambda p: bar.update(1),
+            on_progress=advance,
         )
 
 

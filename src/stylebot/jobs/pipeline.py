@@ -131,9 +131,12 @@ def decode_inputs(
     content: bytes, styles: Sequence[bytes], config: ComputeConfig
 ) -> tuple[Image.Image, list[Image.Image]]:
     """Bytes to RGB images, through ``imaging.load_image`` only; bad bytes fail with its code."""
-    limits = {"max_pixels": config.max_input_pixels, "max_bytes": config.max_input_bytes}
+
+    def decode(data: bytes) -> Image.Image:
+        return load_image(data, max_pixels=config.max_input_pixels, max_bytes=config.max_input_bytes)
+
     try:
-        return load_image(content, **limits), [load_image(s, **limits) for s in styles]
+        return decode(content), [decode(s) for s in styles]
     except ImageError as exc:
         raise JobFailed(exc.code, str(exc)) from exc
 
@@ -492,8 +495,8 @@ async def run_cyclegan_batch(
         try:
             config = ComputeConfig.for_job(spec, settings)
             content_bytes, _ = await fetch_inputs(spec, storage)
-            image = await asyncio.to_thread(decode_inputs, content_bytes, [], config)
-            ready.append((i, spec, resize_long_side(image[0], _job_size(spec, config))))
+            photo, _ = await asyncio.to_thread(decode_inputs, content_bytes, [], config)
+            ready.append((i, spec, resize_long_side(photo, _job_size(spec, config))))
         except JobFailed as exc:
             slots[i] = exc
 

@@ -12,14 +12,14 @@ import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from stylebot.ml.names import CYCLEGAN_MODELS, GALLERY_STYLES
+from stylebot.ml.names import CYCLEGAN_MODELS, GALLERY_STYLES, CycleganModel
 
 PRETRAINED_MODELS: tuple[str, ...] = CYCLEGAN_MODELS
-ModelName = Literal[CYCLEGAN_MODELS]  # type: ignore[valid-type]  # the six names, one source
+ModelName = CycleganModel  # the six names, one source: stylebot.ml.names
 # Parameter limits: the one source. The engines, the CLI and the bot derive from these.
 MAX_STYLES = 5  # style images of one nst job; also the most gallery styles in one blend
 MIN_SIZE, MAX_SIZE = 64, 2048  # long side of a result, px

@@ -62,6 +62,9 @@ CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 class VGGFeatures(nn.Module):
     """VGG conv stack up to relu5_1. ``forward(x, layers)`` takes RGB in [0, 1], NCHW."""
 
+    mean: torch.Tensor  # buffers, registered in __init__
+    std: torch.Tensor
+
     def __init__(self, spec: BackboneSpec, *, pooling: str = "max") -> None:
         super().__init__()
         self.spec = spec
@@ -173,5 +176,6 @@ def random_state_dict(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
     for module in model.features:
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
     return {k: v.clone() for k, v in model.state_dict().items()}

@@ -120,7 +120,7 @@ class ResnetGenerator(nn.Module):
 def clean_state_dict(state: Mapping[str, object]) -> dict[str, torch.Tensor]:
     """Drop the InstanceNorm running stats of old checkpoints and any ``module.`` prefix."""
     if "state_dict" in state and isinstance(state["state_dict"], Mapping):
-        state = state["state_dict"]  # type: ignore[assignment]
+        state = state["state_dict"]
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
@@ -329,7 +329,8 @@ def random_generator_state(seed: int = 0, *, with_stale_norm_stats: bool = False
     for m in net.modules():
         if isinstance(m, nn.Conv2d | nn.ConvTranspose2d):
             nn.init.normal_(m.weight, 0.0, 0.02)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
     state = {k: v.clone() for k, v in net.state_dict().items()}
     if with_stale_norm_stats:
         # Checkpoints saved before PyTorch 0.4 carried running stats on every InstanceNorm.

@@ -124,7 +124,10 @@ def mix_vectors(vectors: Sequence[np.ndarray], weights: Sequence[float] | None =
     if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
         raise ValueError("style weights must be non-negative numbers, not all zero")
     w = w / w.sum()
-    return sum(float(wi) * v.astype(np.float64) for wi, v in zip(w, vectors, strict=True)).astype(np.float32)
+    mixed = np.zeros(np.shape(vectors[0]), dtype=np.float64)
+    for wi, v in zip(w, vectors, strict=True):
+        mixed = mixed + float(wi) * v.astype(np.float64)
+    return mixed.astype(np.float32)
 
 
 # --- instant (arbitrary style) -------------------------------------------------------------------

@@ -28,6 +28,7 @@ One cohesive algorithm, in the spirit of crowsonkb/style-transfer-pytorch:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import time
@@ -280,9 +281,8 @@ class _Objective:
         o = self.options
         feats = self.backbone(x, self.layers)
         content = relative_mse(feats[o.content_layer], self.content_target)
-        style = sum(relative_mse(gram(feats[k]), self.target_grams[k]) for k in o.style_layers) / len(
-            o.style_layers
-        )
+        style_losses = [relative_mse(gram(feats[k]), self.target_grams[k]) for k in o.style_layers]
+        style = functools.reduce(torch.add, style_losses) / len(style_losses)
         tv = total_variation(x)
         total = o.content_weight * content + o.strength * o.style_weight * style + o.tv_weight * tv * 1e3
         return total, {

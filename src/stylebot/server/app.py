@@ -143,7 +143,9 @@ def create_app(backend: JobBackend | Callable[[], JobBackend | None]) -> FastAPI
     of the app to the ingress replica, whose constructor then creates and starts the backend.
     """
     managed = backend if isinstance(backend, JobLifecycle) else None
-    lookup: Callable[[], JobBackend | None] = (lambda: managed) if managed is not None else backend  # type: ignore[assignment]
+    lookup: Callable[[], JobBackend | None] = (
+        (lambda: managed) if isinstance(backend, JobLifecycle) else backend
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

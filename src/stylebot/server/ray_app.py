@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 from ray import serve
+from ray.serve import Deployment
 from ray.serve.handle import DeploymentHandle, DeploymentResponse
 
 from stylebot.config import Settings
@@ -102,7 +103,8 @@ class RefineWorker(_Worker):
 class FastWorker(_Worker):
     def __init__(self, payload: dict[str, Any]) -> None:
         super().__init__(payload)
-        self.run_batch.set_max_batch_size(self.settings.cyclegan_max_batch)
+        # Ray types @serve.batch as returning the plain method; the wrapper it returns has the setter.
+        self.run_batch.set_max_batch_size(self.settings.cyclegan_max_batch)  # type: ignore[attr-defined]
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.05)
     async def run_batch(self, spec_jsons: list[str]) -> list[dict[str, Any]]:
@@ -160,6 +162,7 @@ class RayJobBackend(JobLifecycle):
     def dispatch(self, record: JobRecord) -> None:
         spec = record.spec
         response = self.handles[lane_for(spec)].run.remote(spec.model_dump_json())
+        assert isinstance(response, DeploymentResponse)  # a generator only comes from a streaming handle
         self._responses[spec.job_id] = response
         task = asyncio.create_task(self._follow(record, response))
         self._tasks.add(task)
@@ -252,7 +255,8 @@ app = create_app(ingress_backend)
 @serve.deployment(num_replicas=1, max_ongoing_requests=200)
 @serve.ingress(app)
 class Ingress:
-    async def __init__(
+    # Ray Serve awaits an async __init__ of a deployment; Python's data model (and mypy) say no.
+    async def __init__(  # type: ignore[misc]
         self, payload: dict[str, Any], refine: DeploymentHandle, fast: DeploymentHandle
     ) -> None:
         from stylebot.storage import make_storage
@@ -263,6 +267,12 @@ class Ingress:
         _set_ingress_backend(backend)
 
 
+def _as_deployment(decorated: object) -> Deployment:
+    """A class under ``@serve.deployment`` is a Deployment; mypy keeps seeing the class."""
+    assert isinstance(decorated, Deployment)
+    return decorated
+
+
 def build_app(settings: Settings, *, gpus: float | None = None) -> Any:
     """The bound application: ingress + worker deployments sized for the cluster."""
     import ray
@@ -271,17 +281,17 @@ def build_app(settings: Settings, *, gpus: float | None = None) -> Any:
         gpus = ray.cluster_resources().get("GPU", 0.0) if ray.is_initialized() else 0.0
     payload = settings_payload(settings)
     max_replicas = settings.ray_max_replicas
-    refine = RefineWorker.options(
+    refine = _as_deployment(RefineWorker).options(
         ray_actor_options={"num_gpus": 1 if gpus else 0, "num_cpus": 1},
         autoscaling_config={"min_replicas": 1, "max_replicas": max_replicas, "target_ongoing_requests": 1,
                             "upscale_delay_s": 5, "downscale_delay_s": 120},
     ).bind(payload)
-    fast = FastWorker.options(
+    fast = _as_deployment(FastWorker).options(
         ray_actor_options={"num_gpus": 0.5 if gpus else 0, "num_cpus": 1},
         autoscaling_config={"min_replicas": 1, "max_replicas": max_replicas,
                             "target_ongoing_requests": settings.cyclegan_max_batch},
     ).bind(payload)
-    return Ingress.options(ray_actor_options={"num_cpus": 0}).bind(payload, refine, fast)
+    return _as_deployment(Ingress).options(ray_actor_options={"num_cpus": 0}).bind(payload, refine, fast)
 
 
 def start_ray(settings: Settings) -> None:

@@ -15,6 +15,8 @@ from stylebot.storage.base import (
 )
 
 if TYPE_CHECKING:
+    from pydantic import SecretStr
+
     from stylebot.config import Settings
 
 __all__ = [
@@ -32,15 +34,13 @@ __all__ = [
 
 def make_storage(settings: Settings) -> Storage:
     """S3Storage when ``settings.s3_bucket`` is set, else LocalStorage at ``settings.storage_dir``."""
-    retention = {
-        "retention_hours": settings.retention_hours,
-        "failed_notebook_retention_hours": settings.failed_notebook_retention_hours,
-    }
+    retention_hours = settings.retention_hours
+    failed_notebook_retention_hours = settings.failed_notebook_retention_hours
     if settings.s3_bucket:
         from stylebot.storage.s3 import S3Storage  # aioboto3 is an optional extra
 
-        def secret(value: object) -> str | None:
-            return value.get_secret_value() if value is not None else None  # type: ignore[attr-defined]
+        def secret(value: SecretStr | None) -> str | None:
+            return value.get_secret_value() if value is not None else None
 
         return S3Storage(
             settings.s3_bucket,
@@ -49,8 +49,14 @@ def make_storage(settings: Settings) -> Storage:
             region_name=settings.region_name,
             aws_access_key_id=secret(settings.aws_access_key_id),
             aws_secret_access_key=secret(settings.aws_secret_access_key),
-            **retention,
+            retention_hours=retention_hours,
+            failed_notebook_retention_hours=failed_notebook_retention_hours,
         )
     from stylebot.storage.local import LocalStorage
 
-    return LocalStorage(settings.storage_dir, prefix=settings.s3_prefix, **retention)
+    return LocalStorage(
+        settings.storage_dir,
+        prefix=settings.s3_prefix,
+        retention_hours=retention_hours,
+        failed_notebook_retention_hours=failed_notebook_retention_hours,
+    )

@@ -73,6 +73,11 @@ class Storage(Protocol):
         """Delete what outlived its retention; returns how many objects were removed."""
         ...
 
+    async def check(self) -> None:
+        """Raise a clear StorageError now (missing bucket, bad credentials, unreachable endpoint)
+        rather than on the first job."""
+        ...
+
 
 # Both backends (LocalStorage, S3Storage) also offer, beyond the protocol:
 #
@@ -83,9 +88,6 @@ class Storage(Protocol):
 #       the listing prefix of ``record_key(namespace, ...)`` keys, for ``list()``.
 #   async presigned_url(key, expires_s=3600) -> str | None
 #       a time-limited GET URL (S3), or None where the backend has no URLs (local folder).
-#   async check() -> None
-#       raise a clear StorageError now (missing bucket, bad credentials, unreachable endpoint)
-#       rather than on the first job.
 #   async expire(*, now: float | None = None) -> int
 #       ``now`` (epoch seconds) lets tests and operators evaluate retention at another time.
 #

@@ -8,6 +8,7 @@ Telegram's own wording, so a bot sees here what it would see there.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import json
 import logging
@@ -16,7 +17,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, overload
 
 import aiohttp
 
@@ -84,7 +85,13 @@ class Params:
     def has(self, name: str) -> bool:
         return self.values.get(name) not in (None, "") or name in self.uploads
 
-    def str(self, name: str, *, required: bool = False) -> str | None:
+    # The methods below are named after the types they return, so inside this class body the names
+    # ``str``, ``int`` and ``bool`` mean these methods: annotations spell the types ``builtins.*``.
+    @overload
+    def str(self, name: builtins.str, *, required: Literal[True]) -> builtins.str: ...
+    @overload
+    def str(self, name: builtins.str, *, required: builtins.bool = False) -> builtins.str | None: ...
+    def str(self, name: builtins.str, *, required: builtins.bool = False) -> builtins.str | None:
         value = self.values.get(name)
         if value is None or value == "":
             if required:
@@ -94,7 +101,15 @@ class Params:
             raise bad_request(f'field "{name}" must be of type String')
         return str(value)
 
-    def int(self, name: str, *, required: bool = False, default: int | None = None) -> int | None:
+    @overload
+    def int(self, name: builtins.str, *, required: Literal[True]) -> builtins.int: ...
+    @overload
+    def int(
+        self, name: builtins.str, *, required: builtins.bool = False, default: builtins.int | None = None
+    ) -> builtins.int | None: ...
+    def int(
+        self, name: builtins.str, *, required: builtins.bool = False, default: builtins.int | None = None
+    ) -> builtins.int | None:
         value = self.values.get(name)
         if value is None or value == "":
             if required:
@@ -107,13 +122,13 @@ class Params:
         except (TypeError, ValueError):
             raise bad_request(f"invalid {name} specified") from None
 
-    def bool(self, name: str) -> bool:
+    def bool(self, name: builtins.str) -> builtins.bool:
         value = self.values.get(name)
         if isinstance(value, str):
             return value.strip().lower() in ("true", "1", "yes")
         return bool(value)
 
-    def json(self, name: str) -> Any:
+    def json(self, name: builtins.str) -> Any:
         value = self.values.get(name)
         if isinstance(value, str):
             if value == "":
@@ -124,7 +139,7 @@ class Params:
                 raise bad_request(f"can't parse {name} JSON object") from None
         return value
 
-    def file(self, value: Any, name: str) -> Upload | str:
+    def file(self, value: Any, name: builtins.str) -> Upload | builtins.str:
         """An upload (multipart field or ``attach://``) or a ``file_id`` to resend."""
         if name in self.uploads and (value is None or value == ""):
             return self.uploads[name]
@@ -268,7 +283,7 @@ class BotApi:
             raise bad_request("MESSAGE_ID_INVALID")
         chat = self.chat_for(bot, p)
         message_id = p.int("message_id", required=True)
-        message = chat.messages.get(message_id)  # type: ignore[arg-type]
+        message = chat.messages.get(message_id)
         if message is None:
             raise bad_request(f"message to {verb} not found")
         if message["from"]["id"] != bot.id:
@@ -620,7 +635,7 @@ def _source_message(api: BotApi, bot: Bot, p: Params) -> dict[str, Any]:
     if not p.has("from_chat_id"):
         raise bad_request("from_chat_id is empty")
     source_chat = api.world.chat_for_bot(bot, p.values["from_chat_id"])
-    message = source_chat.messages.get(p.int("message_id", required=True))  # type: ignore[arg-type]
+    message = source_chat.messages.get(p.int("message_id", required=True))
     if message is None:
         raise bad_request("message to copy not found")
     return message
@@ -679,7 +694,7 @@ async def edit_message_media(api: BotApi, bot: Bot, p: Params) -> dict:
 async def delete_message(api: BotApi, bot: Bot, p: Params) -> bool:
     chat = api.chat_for(bot, p)
     message_id = p.int("message_id", required=True)
-    if chat.messages.pop(message_id, None) is None:  # type: ignore[arg-type]
+    if chat.messages.pop(message_id, None) is None:
         raise bad_request("message to delete not found")
     api.world.publish(chat, "delete", {"message_id": message_id})
     return True
@@ -701,7 +716,7 @@ async def delete_messages(api: BotApi, bot: Bot, p: Params) -> bool:
 @method("answerCallbackQuery")
 async def answer_callback_query(api: BotApi, bot: Bot, p: Params) -> bool:
     query_id = p.str("callback_query_id", required=True)
-    query: CallbackQuery | None = bot.callbacks.get(query_id)  # type: ignore[arg-type]
+    query: CallbackQuery | None = bot.callbacks.get(query_id)
     if query is None or query.answer is not None:
         raise bad_request("query is too old and response timeout expired or query ID is invalid")
     text = p.str("text") or ""
@@ -718,7 +733,7 @@ async def answer_callback_query(api: BotApi, bot: Bot, p: Params) -> bool:
 
 @method("getFile")
 async def get_file(api: BotApi, bot: Bot, p: Params) -> dict:
-    stored = api.world.get_file(p.str("file_id", required=True))  # type: ignore[arg-type]
+    stored = api.world.get_file(p.str("file_id", required=True))
     if stored.size > DOWNLOAD_LIMIT:
         raise bad_request("file is too big")
     return stored.as_file()

@@ -111,8 +111,8 @@ async def _api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     except ApiError as err:
         return web.json_response(err.body(), status=err.code, dumps=_dumps)
     except web.HTTPRequestEntityTooLarge:
-        err = ApiError(413, "Request Entity Too Large")
-        return web.json_response(err.body(), status=413, dumps=_dumps)
+        too_large = ApiError(413, "Request Entity Too Large")
+        return web.json_response(too_large.body(), status=413, dumps=_dumps)
     except web.HTTPNotFound:
         return web.json_response(NOT_FOUND.body(), status=404, dumps=_dumps)
 
@@ -190,9 +190,9 @@ class LocalTelegram:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
-        server = site._server
-        if self.port == 0 and server is not None and server.sockets:  # type: ignore[union-attr]
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        server = site._server  # aiohttp types it as AbstractServer; a TCPSite's is an asyncio.Server
+        if self.port == 0 and isinstance(server, asyncio.Server) and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -183,7 +183,7 @@ class UserApi:
         caption = str(form.get("caption") or "")
         if utf16_len(caption) > CAPTION_LIMIT:
             raise bad_request("message caption is too long")
-        contents = []
+        contents: list[dict[str, Any]] = []
         for upload in uploads:
             data = upload.file.read()
             if kind == "photo":
@@ -215,8 +215,8 @@ class UserApi:
         bot, chat = self.chat(request)
         body = await _json_body(request)
         try:
-            message_id = int(body.get("message_id"))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+            message_id = int(body["message_id"])
+        except (KeyError, TypeError, ValueError):
             raise bad_request("message_id must be an integer") from None
         data = body.get("callback_data")
         message = chat.messages.get(message_id)

@@ -17,7 +17,7 @@ from stylebot.bot.callbacks import SettingsButton, SettingsKey
 from stylebot.bot.handlers.common import Services
 from stylebot.bot.i18n import locale_from_language_code
 from stylebot.bot.keyboards import settings_keyboard
-from stylebot.bot.prefs import LANGUAGES, SIZES, STRENGTHS, UserPrefs, load_prefs, save_prefs
+from stylebot.bot.prefs import LANGUAGES, SIZES, UserPrefs, is_strength, load_prefs, save_prefs
 
 router = Router(name="settings")
 
@@ -62,8 +62,8 @@ async def settings_pressed(
                 )
         callback_answer.text = _("Saved.")
         return
-    if callback_data.key is SettingsKey.strength and value in STRENGTHS:
-        prefs.strength = value  # type: ignore[assignment]
+    if callback_data.key is SettingsKey.strength and is_strength(value):
+        prefs.strength = value
     elif callback_data.key is SettingsKey.colors:
         prefs.preserve_colors = not prefs.preserve_colors
     elif callback_data.key is SettingsKey.size and value == "orig":
