@@ -61,20 +61,31 @@ class Server:
     def __init__(self, backend: str, models: Path, root: Path, device: str) -> None:
         self.port = free_port()
         env = {
-            **os.environ, "STYLEBOT_STORAGE_DIR": str(root / f"storage-{backend}"),
-            "STYLEBOT_MODELS_DIR": str(models), "STYLEBOT_DEVICE": device, "ML_SERVER_TOKEN": TOKEN,
-            "STYLEBOT_LOG_LEVEL": "WARNING", "STYLEBOT_RAY_NUM_CPUS": str(max(3, os.cpu_count() or 1)),
-            "STYLEBOT_RAY_OBJECT_STORE_MB": "100", "STYLEBOT_RAY_MAX_REPLICAS": "1",
-            "RAY_TMPDIR": tempfile.mkdtemp(prefix="sbr", dir="/tmp"), "RAY_USAGE_STATS_ENABLED": "0",
+            **os.environ,
+            "STYLEBOT_STORAGE_DIR": str(root / f"storage-{backend}"),
+            "STYLEBOT_MODELS_DIR": str(models),
+            "STYLEBOT_DEVICE": device,
+            "ML_SERVER_TOKEN": TOKEN,
+            "STYLEBOT_LOG_LEVEL": "WARNING",
+            "STYLEBOT_RAY_NUM_CPUS": str(max(3, os.cpu_count() or 1)),
+            "STYLEBOT_RAY_OBJECT_STORE_MB": "100",
+            "STYLEBOT_RAY_MAX_REPLICAS": "1",
+            "RAY_TMPDIR": tempfile.mkdtemp(prefix="sbr", dir="/tmp"),
+            "RAY_USAGE_STATS_ENABLED": "0",
         }
         env.pop("RAY_ADDRESS", None)
         if (Path.home() / ".ray" / "auth_token").exists():
             env["RAY_AUTH_MODE"] = "token"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "stylebot.cli", "server", "--backend", backend, "--port", str(self.port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}",
-                                 headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.http = httpx.Client(
+            base_url=f"http://127.0.0.1:{self.port}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+        )
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -116,8 +127,14 @@ def instant_seconds(server: Server, runs: int, size: int) -> tuple[list[float], 
 
     def instant() -> float:
         content, style_key = keys["bench:1"]
-        body = {"job_id": uuid.uuid4().hex, "owner": "bench:1", "kind": "nst", "content_key": content,
-                "style_keys": [style_key], "params": {"size": size, "preset": "instant"}}
+        body = {
+            "job_id": uuid.uuid4().hex,
+            "owner": "bench:1",
+            "kind": "nst",
+            "content_key": content,
+            "style_keys": [style_key],
+            "params": {"size": size, "preset": "instant"},
+        }
         started = time.perf_counter()
         server.submit(body)
         status = server.wait(body["job_id"])
@@ -127,8 +144,14 @@ def instant_seconds(server: Server, runs: int, size: int) -> tuple[list[float], 
     instant()  # warm-up: model load
     idle = [instant() for _ in range(runs)]
     content, style_key = keys["bench:2"]
-    refine = {"job_id": uuid.uuid4().hex, "owner": "bench:2", "kind": "nst", "content_key": content,
-              "style_keys": [style_key], "params": {"size": 512, "preset": "balanced"}}
+    refine = {
+        "job_id": uuid.uuid4().hex,
+        "owner": "bench:2",
+        "kind": "nst",
+        "content_key": content,
+        "style_keys": [style_key],
+        "params": {"size": 512, "preset": "balanced"},
+    }
     server.submit(refine)
     server.wait(refine["job_id"], ("running",))
     time.sleep(2.0)  # well into its first level
@@ -187,9 +210,11 @@ def main() -> None:
         root = Path(tmp)
         models = models_dir(root, args.cache)
         sequential, together = feedforward_concurrency(models, args.device, args.concurrent, args.size)
-        print(f"feed-forward instant at {args.size}px on {args.device}: {args.concurrent} one after another "
-              f"{sequential:.2f} s ({sequential / args.concurrent:.2f} s each), all at once {together:.2f} s "
-              f"-> concurrency speed-up x{sequential / together:.2f}")
+        print(
+            f"feed-forward instant at {args.size}px on {args.device}: {args.concurrent} one after another "
+            f"{sequential:.2f} s ({sequential / args.concurrent:.2f} s each), all at once {together:.2f} s "
+            f"-> concurrency speed-up x{sequential / together:.2f}"
+        )
         if args.skip_servers:
             return
         backends = ["local"] + ([] if args.skip_ray else ["ray"])
@@ -201,8 +226,10 @@ def main() -> None:
             finally:
                 server.close()
             i, b = statistics.median(idle), statistics.median(busy)
-            print(f"{backend:<8} {i:>15.2f} {b:>28.2f} {b / i:>6.2f}   (medians of {args.runs}; "
-                  f"max during {max(busy):.2f})")
+            print(
+                f"{backend:<8} {i:>15.2f} {b:>28.2f} {b / i:>6.2f}   (medians of {args.runs}; "
+                f"max during {max(busy):.2f})"
+            )
 
 
 if __name__ == "__main__":

@@ -114,8 +114,11 @@ def instant_section(models: Path, net: nst.VGGFeatures) -> None:
     print(f"{'photo':>14} {'style':>14} {'1 crop':>8} {'3 crops':>8}")
     gaps: dict[int, list[float]] = {1: [], 3: []}
     for content_name, style_name in (
-        ("chelsea.jpg", "coffee.jpg"), ("astronaut.jpg", "rocket.jpg"), ("chelsea.jpg", "rocket.jpg"),
-        ("coffee.jpg", "chelsea.jpg"), ("rocket.jpg", "chelsea.jpg"),
+        ("chelsea.jpg", "coffee.jpg"),
+        ("astronaut.jpg", "rocket.jpg"),
+        ("chelsea.jpg", "rocket.jpg"),
+        ("coffee.jpg", "chelsea.jpg"),
+        ("rocket.jpg", "chelsea.jpg"),
     ):
         content, wide = _open(content_name), _open(style_name)
         row = []
@@ -149,8 +152,11 @@ def sheet_timing(models: Path) -> None:
             start = time.perf_counter()
             sheet = render_sheet(photo, root, "cpu")
             times.append(time.perf_counter() - start)
-    print(f"\ngallery sheet, 32 tiles of 128 px ({sheet.width}x{sheet.height}): best of 3 "
-          f"{min(times):.2f} s, median {statistics.median(times):.2f} s (target <= 2 s)", flush=True)
+    print(
+        f"\ngallery sheet, 32 tiles of 128 px ({sheet.width}x{sheet.height}): best of 3 "
+        f"{min(times):.2f} s, median {statistics.median(times):.2f} s (target <= 2 s)",
+        flush=True,
+    )
 
 
 def refinement_section(
@@ -158,8 +164,12 @@ def refinement_section(
 ) -> None:
     predictor = load_feedforward(ARBITRARY_PREDICT, models_dir=models)
     transformer = load_feedforward(ARBITRARY_TRANSFORM, models_dir=models)
-    nst.stylize(_open("chelsea.jpg"), [_open("texture_brick.jpg")],
-                nst.NSTOptions(size=64, levels=[(64, 3)], early_stop=False), backbone=net)  # warm-up
+    nst.stylize(
+        _open("chelsea.jpg"),
+        [_open("texture_brick.jpg")],
+        nst.NSTOptions(size=64, levels=[(64, 3)], early_stop=False),
+        backbone=net,
+    )  # warm-up
     rows: list[Image.Image] = []
     ratios: dict[str, list[float | None]] = {p: [] for p in PRESETS}
     curves: dict[str, dict[str, list[tuple[float, float]]]] = {}
@@ -196,8 +206,11 @@ def refinement_section(
                 what = f"reaches (b)'s lowest at work {reached:.1f} ({b_work / reached:.1f}x less)"
             else:
                 what = f"does not reach (b)'s lowest (its best {best:.4f})"
-            print(f"  {preset:9} {seconds:5.0f} s, work {result.work:5.1f}, final total "
-                  f"{points[-1][1]:.4f}: {what}", flush=True)
+            print(
+                f"  {preset:9} {seconds:5.0f} s, work {result.work:5.1f}, final total "
+                f"{points[-1][1]:.4f}: {what}",
+                flush=True,
+            )
             images.append((f"{preset} {points[-1][1]:.3f}", result.image))
         images.append((f"(b) {b_totals[-1]:.3f}", baseline.image))
         rows.append(_row(images))

@@ -53,8 +53,9 @@ def main() -> None:
     def total(img: Image.Image) -> dict[str, float]:
         options = nst.NSTOptions(size=size)
         content_t = nst.to_tensor(nst._fit_long_side(photo, size))
-        grams = nst.mixed_style_grams(net, [nst.to_tensor(nst._fit_long_side(style, size))], [1.0],
-                                      options.style_layers)
+        grams = nst.mixed_style_grams(
+            net, [nst.to_tensor(nst._fit_long_side(style, size))], [1.0], options.style_layers
+        )
         with torch.no_grad():
             return nst._Objective(net, content_t, grams, options)(nst.to_tensor(img))[1]
 
@@ -64,15 +65,19 @@ def main() -> None:
         if isinstance(budget, str):
             options, begin = nst.NSTOptions(size=size, preset=budget), None
         else:
-            nst.PRESETS["tuning"] = dataclasses.replace(nst.PRESETS["balanced"], warm_iterations=budget,
-                                                        tolerance=0.0)
+            nst.PRESETS["tuning"] = dataclasses.replace(
+                nst.PRESETS["balanced"], warm_iterations=budget, tolerance=0.0
+            )
             options, begin = nst.NSTOptions(size=size, preset="tuning"), start
         t0 = time.perf_counter()
         result = nst.stylize(photo, [style], options, backbone=net, start=begin)
         parts = total(result.image)
         seconds = time.perf_counter() - t0
-        print(f"{name:15} work {result.work:6.1f}  {seconds:5.0f} s  total {parts['total']:.4f} "
-              f"(content {parts['content']:.4f}, style {parts['style']:.4f})", flush=True)
+        print(
+            f"{name:15} work {result.work:6.1f}  {seconds:5.0f} s  total {parts['total']:.4f} "
+            f"(content {parts['content']:.4f}, style {parts['style']:.4f})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

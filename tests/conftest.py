@@ -58,8 +58,14 @@ def _isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads the developer's real settings, cache or storage."""
     for name in list(os.environ):
         if name.startswith("STYLEBOT_") or name in (
-            "API_TOKEN", "WEBHOOK_HOST_ADDR", "S3_BUCKET_WITH_RESULTS_NAME", "S3_RESULTS_PREFIX",
-            "ML_SERVER_HOST_ADDR", "ML_SERVER_TOKEN", "REDIS_URL", "DEFAULT_FAST_DEV_RUN",
+            "API_TOKEN",
+            "WEBHOOK_HOST_ADDR",
+            "S3_BUCKET_WITH_RESULTS_NAME",
+            "S3_RESULTS_PREFIX",
+            "ML_SERVER_HOST_ADDR",
+            "ML_SERVER_TOKEN",
+            "REDIS_URL",
+            "DEFAULT_FAST_DEV_RUN",
         ):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("STYLEBOT_STORAGE_DIR", str(tmp_path / "storage"))
@@ -78,9 +84,21 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
-        [exe, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            exe,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_port(port, proc=proc)
@@ -96,7 +114,9 @@ def s3_endpoint() -> Iterator[str]:
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
     )
     try:
         wait_for_port(port, proc=proc)

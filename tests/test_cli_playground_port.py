@@ -25,7 +25,10 @@ def test_a_taken_explicit_port_gives_one_line_naming_the_option(
         port = taken.getsockname()[1]
         proc = subprocess.run(
             [sys.executable, "-m", "stylebot.cli", "playground", "--port", str(port)],
-            env=_env(synthetic_models_dir, tmp_path), cwd=tmp_path, capture_output=True, text=True,
+            env=_env(synthetic_models_dir, tmp_path),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
             timeout=120,
         )
     assert proc.returncode == 2, proc.stderr
@@ -42,8 +45,12 @@ def test_run_moves_to_a_free_port_when_the_default_is_taken(
     except OSError:
         blocker = None  # something else holds 8081 already: the same situation for the command
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stylebot.cli", "run"], env=_env(synthetic_models_dir, tmp_path),
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "stylebot.cli", "run"],
+        env=_env(synthetic_models_dir, tmp_path),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 120

@@ -43,8 +43,12 @@ async def client(
 ) -> AsyncIterator[JobClient]:
     monkeypatch.setenv("STYLEBOT_MODELS_DIR", str(synthetic_models_dir))
     settings = Settings(
-        storage_dir=tmp_path / "storage", models_dir=synthetic_models_dir, device="cpu",
-        allow_caller_fast_dev_run=True, ml_server_token=SecretStr(TOKEN), workers=1,
+        storage_dir=tmp_path / "storage",
+        models_dir=synthetic_models_dir,
+        device="cpu",
+        allow_caller_fast_dev_run=True,
+        ml_server_token=SecretStr(TOKEN),
+        workers=1,
     )
     service = JobService(make_storage(settings), settings)
     if request.param == "in_process":
@@ -67,8 +71,14 @@ async def upload_pair(client: JobClient, owner: str) -> tuple[str, str]:
 
 
 def nst_spec(owner: str, content: str, style: str, **params: object) -> JobSpec:
-    return JobSpec(job_id=uuid.uuid4().hex, owner=owner, kind="nst", content_key=content, style_keys=[style],
-                   params=JobParams(**({"fast_dev_run": True} | params)))
+    return JobSpec(
+        job_id=uuid.uuid4().hex,
+        owner=owner,
+        kind="nst",
+        content_key=content,
+        style_keys=[style],
+        params=JobParams(**({"fast_dev_run": True} | params)),
+    )
 
 
 async def finish(client: JobClient, job_id: str, timeout: float = 120.0) -> list[JobStatus]:
@@ -101,8 +111,14 @@ async def test_nst_job_end_to_end(client: JobClient) -> None:
 
 async def test_cyclegan_job_end_to_end_and_missing_model_fails_cleanly(client: JobClient) -> None:
     content, _ = await upload_pair(client, "chat:2")
-    spec = JobSpec(job_id=uuid.uuid4().hex, owner="chat:2", kind="cyclegan", model="style_monet",
-                   content_key=content, params=JobParams(fast_dev_run=True))
+    spec = JobSpec(
+        job_id=uuid.uuid4().hex,
+        owner="chat:2",
+        kind="cyclegan",
+        model="style_monet",
+        content_key=content,
+        params=JobParams(fast_dev_run=True),
+    )
     await client.submit(spec)
     final = (await finish(client, spec.job_id))[-1]
     assert final.state is JobState.done, final.error
@@ -164,8 +180,13 @@ async def test_finish_now_ends_a_refinement_with_its_latest_image(client: JobCli
 
 
 async def test_finish_now_through_the_notebook_executor(synthetic_models_dir: Path, tmp_path: Path) -> None:
-    settings = Settings(storage_dir=tmp_path / "storage", models_dir=synthetic_models_dir, device="cpu",
-                        executor="papermill", workers=1)
+    settings = Settings(
+        storage_dir=tmp_path / "storage",
+        models_dir=synthetic_models_dir,
+        device="cpu",
+        executor="papermill",
+        workers=1,
+    )
     service = JobService(make_storage(settings), settings)
     client = InProcessJobClient(service)
     try:
@@ -211,8 +232,15 @@ async def test_http_client_maps_connection_errors_to_unavailable() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "code"), [(409, "owner_limit"), (503, "busy"), (422, "invalid"), (404, "not_found"),
-                         (500, "unavailable"), (401, "unauthorized")],
+    ("status", "code"),
+    [
+        (409, "owner_limit"),
+        (503, "busy"),
+        (422, "invalid"),
+        (404, "not_found"),
+        (500, "unavailable"),
+        (401, "unauthorized"),
+    ],
 )
 async def test_http_client_maps_bare_status_codes(status: int, code: str) -> None:
     def handler(request: httpx.Request) -> httpx.Response:

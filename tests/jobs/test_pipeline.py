@@ -38,19 +38,33 @@ def storage(settings: Settings) -> LocalStorage:
 async def nst_spec(storage: LocalStorage, *, styles: int = 2, fast: bool = True, **params: object) -> JobSpec:
     content = await storage.put(tiny_jpeg("chelsea.jpg"), scope="chat:7", name="content.jpg")
     samples = ["texture_brick.jpg", "texture_grass.jpg", "texture_gravel.jpg"]
-    style_keys = [await storage.put(tiny_jpeg(samples[i % 3], 64), scope="chat:7", name="style.jpg")
-                  for i in range(styles)]
+    style_keys = [
+        await storage.put(tiny_jpeg(samples[i % 3], 64), scope="chat:7", name="style.jpg")
+        for i in range(styles)
+    ]
     return JobSpec(
-        job_id=uuid.uuid4().hex, owner="chat:7", kind="nst", content_key=content, style_keys=style_keys,
-        style_weights=[2.0] + [1.0] * (styles - 1), params=JobParams(fast_dev_run=fast, **params),
+        job_id=uuid.uuid4().hex,
+        owner="chat:7",
+        kind="nst",
+        content_key=content,
+        style_keys=style_keys,
+        style_weights=[2.0] + [1.0] * (styles - 1),
+        params=JobParams(fast_dev_run=fast, **params),
     )
 
 
-async def cyclegan_spec(storage: LocalStorage, *, model: str = "style_monet", side: int = 80,
-                        fast: bool = True, size: int = 512) -> JobSpec:
+async def cyclegan_spec(
+    storage: LocalStorage, *, model: str = "style_monet", side: int = 80, fast: bool = True, size: int = 512
+) -> JobSpec:
     content = await storage.put(tiny_jpeg("coffee.jpg", side), scope="chat:8", name="content.jpg")
-    return JobSpec(job_id=uuid.uuid4().hex, owner="chat:8", kind="cyclegan", content_key=content, model=model,
-                   params=JobParams(fast_dev_run=fast, size=size))
+    return JobSpec(
+        job_id=uuid.uuid4().hex,
+        owner="chat:8",
+        kind="cyclegan",
+        content_key=content,
+        model=model,
+        params=JobParams(fast_dev_run=fast, size=size),
+    )
 
 
 class Recorder:
@@ -127,9 +141,11 @@ async def test_key_of_another_storage_layout_is_input_missing(
 
 @pytest.mark.parametrize(
     ("payload", "code"),
-    [(b"this is a text file, not a photo", "not_an_image"),
-     (tiny_jpeg("chelsea.jpg")[:300], "truncated_image"),
-     (encode_image(Image.new("RGB", (8, 8))), "image_too_small")],
+    [
+        (b"this is a text file, not a photo", "not_an_image"),
+        (tiny_jpeg("chelsea.jpg")[:300], "truncated_image"),
+        (encode_image(Image.new("RGB", (8, 8))), "image_too_small"),
+    ],
 )
 async def test_bad_input_bytes_fail_with_the_imaging_code(
     storage: LocalStorage, settings: Settings, payload: bytes, code: str
@@ -189,11 +205,19 @@ async def test_cyclegan_batch_each_job_succeeds_or_fails_alone(
     not_installed = await cyclegan_spec(storage, model="style_vangogh")
     outcomes = await run_cyclegan_batch([good_a, missing, good_b, not_installed, winter], storage, settings)
     assert [type(o).__name__ for o in outcomes] == [
-        "JobOutcome", "JobFailed", "JobOutcome", "JobFailed", "JobOutcome"]
+        "JobOutcome",
+        "JobFailed",
+        "JobOutcome",
+        "JobFailed",
+        "JobOutcome",
+    ]
     assert outcomes[1].code == "input_missing"  # type: ignore[union-attr]
     assert outcomes[3].code == "model_not_installed"  # type: ignore[union-attr]
-    sizes = [Image.open(io.BytesIO(await storage.get(o.result_key))).size
-             for o in outcomes if isinstance(o, JobOutcome)]
+    sizes = [
+        Image.open(io.BytesIO(await storage.get(o.result_key))).size
+        for o in outcomes
+        if isinstance(o, JobOutcome)
+    ]
     assert [max(s) for s in sizes] == [64, 80, 64]
 
 
@@ -224,11 +248,20 @@ def ff_settings(tmp_path: Path, full_models_dir: Path, monkeypatch: pytest.Monke
 
 async def ff_spec(storage: LocalStorage, kind: str, *, styles: int = 0, **fields: object) -> JobSpec:
     content = await storage.put(tiny_jpeg("chelsea.jpg", 96), scope="chat:9", name="content.jpg")
-    style_keys = [await storage.put(tiny_jpeg("texture_brick.jpg", 64), scope="chat:9", name="style.jpg")
-                  for _ in range(styles)]
+    style_keys = [
+        await storage.put(tiny_jpeg("texture_brick.jpg", 64), scope="chat:9", name="style.jpg")
+        for _ in range(styles)
+    ]
     params = fields.pop("params", {})
-    return JobSpec(job_id=uuid.uuid4().hex, owner="chat:9", kind=kind, content_key=content,
-                   style_keys=style_keys, params=JobParams(**params), **fields)  # type: ignore[arg-type]
+    return JobSpec(
+        job_id=uuid.uuid4().hex,
+        owner="chat:9",
+        kind=kind,
+        content_key=content,
+        style_keys=style_keys,
+        params=JobParams(**params),
+        **fields,
+    )  # type: ignore[arg-type]
 
 
 async def _result(storage: LocalStorage, outcome: JobOutcome) -> Image.Image:
@@ -250,10 +283,12 @@ async def test_instant_job_runs_the_feed_forward_network_only(
 async def test_gallery_job_and_its_blend_differ(storage: LocalStorage, ff_settings: Settings) -> None:
     one = await ff_spec(storage, "gallery", gallery={3: 1.0}, params={"size": 64})
     blend = await ff_spec(storage, "gallery", gallery={3: 0.5, 12: 0.5}, params={"size": 64})
-    a = await _result(storage, await run_job(one, storage, ff_settings, on_progress=lambda p: None,
-                                             cancel=CancelToken()))
-    b = await _result(storage, await run_job(blend, storage, ff_settings, on_progress=lambda p: None,
-                                             cancel=CancelToken()))
+    a = await _result(
+        storage, await run_job(one, storage, ff_settings, on_progress=lambda p: None, cancel=CancelToken())
+    )
+    b = await _result(
+        storage, await run_job(blend, storage, ff_settings, on_progress=lambda p: None, cancel=CancelToken())
+    )
     assert a.size == b.size and max(a.size) == 64
     assert np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).mean() > 2
 

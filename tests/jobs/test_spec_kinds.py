@@ -12,8 +12,9 @@ from stylebot.jobs.spec import JobKind, JobParams, JobSpec, parse_gallery, sheet
 
 
 def _spec(kind: str, **fields: object) -> JobSpec:
-    return JobSpec(job_id=uuid.uuid4().hex, owner="chat:1", kind=kind, content_key="in/chat_1-x/c.jpg",
-                   **fields)  # type: ignore[arg-type]
+    return JobSpec(
+        job_id=uuid.uuid4().hex, owner="chat:1", kind=kind, content_key="in/chat_1-x/c.jpg", **fields
+    )  # type: ignore[arg-type]
 
 
 def test_parse_gallery_accepts_an_index_or_a_blend() -> None:

@@ -12,10 +12,17 @@ from stylebot.storage.local import LocalStorage
 
 def record(created_at: float, state: JobState = JobState.queued) -> JobRecord:
     job_id = uuid.uuid4().hex
-    spec = JobSpec(job_id=job_id, owner="chat:1", kind="cyclegan", model="style_monet",
-                   content_key="stylebot/chat-1-ab/in.jpg")
-    return JobRecord(spec=spec, status=JobStatus(job_id=job_id, owner="chat:1", kind="cyclegan", state=state,
-                                                 created_at=created_at))
+    spec = JobSpec(
+        job_id=job_id,
+        owner="chat:1",
+        kind="cyclegan",
+        model="style_monet",
+        content_key="stylebot/chat-1-ab/in.jpg",
+    )
+    return JobRecord(
+        spec=spec,
+        status=JobStatus(job_id=job_id, owner="chat:1", kind="cyclegan", state=state, created_at=created_at),
+    )
 
 
 async def test_records_round_trip_and_list_oldest_first(tmp_path: Path) -> None:

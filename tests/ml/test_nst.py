@@ -304,12 +304,20 @@ def test_refinement_from_the_instant_result_lowers_its_objective(
     from stylebot.ml.names import ARBITRARY_PREDICT, ARBITRARY_TRANSFORM
 
     content, style = _sample("chelsea.jpg", 64), _sample("texture_brick.jpg", 64)
-    predictor, transformer = (load_feedforward(n, models_dir=feedforward_models_dir)
-                              for n in (ARBITRARY_PREDICT, ARBITRARY_TRANSFORM))
+    predictor, transformer = (
+        load_feedforward(n, models_dir=feedforward_models_dir)
+        for n in (ARBITRARY_PREDICT, ARBITRARY_TRANSFORM)
+    )
     start = ff.instant(predictor, transformer, content, [style])
     seen: list[NSTProgress] = []
-    result = stylize(content, [style], NSTOptions(size=64, preset="fast"), backbone=real_backbone,
-                     start=start, on_progress=seen.append)
+    result = stylize(
+        content,
+        [style],
+        NSTOptions(size=64, preset="fast"),
+        backbone=real_backbone,
+        start=start,
+        on_progress=seen.append,
+    )
     # The first event is the instant result itself, before any iteration.
     assert seen[0].iteration == 0 and seen[0].stage == "instant"
     assert seen[0].preview is not None and seen[0].preview.tobytes() == start.tobytes()
@@ -329,8 +337,15 @@ def test_a_warm_start_cancels_within_one_iteration(synthetic_backbone: VGGFeatur
 
     content = _sample("chelsea.jpg")
     with pytest.raises(Cancelled):
-        stylize(content, [_sample("texture_brick.jpg")], NSTOptions(size=48, preset="balanced"),
-                backbone=synthetic_backbone, start=content.rotate(180), on_progress=on_progress, cancel=token)
+        stylize(
+            content,
+            [_sample("texture_brick.jpg")],
+            NSTOptions(size=48, preset="balanced"),
+            backbone=synthetic_backbone,
+            start=content.rotate(180),
+            on_progress=on_progress,
+            cancel=token,
+        )
     assert calls == [0, 1]
 
 
@@ -364,8 +379,14 @@ def test_eta_comes_from_a_measured_cost_per_pixel_iteration_and_is_steady(
     monkeypatch.setattr(nst._LevelRun, "step", step)
     seen: list[NSTProgress] = []
     options = NSTOptions(size=96, levels=[(24, 6), (48, 6), (96, 6)], early_stop=False)
-    stylize(_sample("chelsea.jpg", 96), [_sample("texture_brick.jpg")], options,
-            backbone=synthetic_backbone, on_progress=seen.append, clock=clock)
+    stylize(
+        _sample("chelsea.jpg", 96),
+        [_sample("texture_brick.jpg")],
+        options,
+        backbone=synthetic_backbone,
+        on_progress=seen.append,
+        clock=clock,
+    )
     etas = [p.eta_s for p in seen]
     assert all(e is not None for e in etas)
     assert all(b <= a * 1.001 for a, b in itertools.pairwise(etas)), etas

@@ -193,14 +193,20 @@ def test_pull_rejects_a_checksum_mismatch_and_installs_nothing(
     (folder / name).rename(folder / "vgg19-00000000.pth")
     models = tmp_path / "models"
     with pytest.raises(WeightsError, match="checksum"):
-        weights.pull(["vgg19"], models_dir=models, progress=False,
-                     sources=ModelSources(vgg19_url=f"{base}/vgg19-00000000.pth"))
+        weights.pull(
+            ["vgg19"],
+            models_dir=models,
+            progress=False,
+            sources=ModelSources(vgg19_url=f"{base}/vgg19-00000000.pth"),
+        )
     assert not weights.is_installed("vgg19", models)
     assert not [p for p in models.rglob("*") if p.is_file()]
 
 
 def test_pull_falls_back_to_vgg16_when_vgg19_is_unreachable(
-    weights_server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    weights_server: tuple[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     import logging
@@ -231,8 +237,12 @@ def test_cyclegan_server_error_is_reported_with_the_model_name(
 ) -> None:
     base, _ = weights_server
     with pytest.raises(WeightsError, match=r"style_vangogh.*HTTP 404"):
-        weights.pull(["style_vangogh"], models_dir=tmp_path / "models", progress=False,
-                     sources=ModelSources(cyclegan_base_url=base))
+        weights.pull(
+            ["style_vangogh"],
+            models_dir=tmp_path / "models",
+            progress=False,
+            sources=ModelSources(cyclegan_base_url=base),
+        )
 
 
 def test_verify_detects_a_changed_file(synthetic_models_dir: Path, tmp_path: Path) -> None:

@@ -64,15 +64,18 @@ class FakeRunner:
     def gate(self, job: str) -> asyncio.Event:
         return self.gates.setdefault(job, asyncio.Event())
 
-    async def __call__(self, spec: JobSpec, storage: Any, settings: Settings, *, on_progress: Callable,
-                       cancel: Any) -> FakeOutcome:
+    async def __call__(
+        self, spec: JobSpec, storage: Any, settings: Settings, *, on_progress: Callable, cancel: Any
+    ) -> FakeOutcome:
         from stylebot.ml.runtime import Cancelled
 
         self.started.append(spec.job_id)
         self.running.set()
         # Progress comes from a worker thread in the real pipeline.
-        await asyncio.to_thread(on_progress, FakeProgress(0.5, eta_s=3.0, stage="scale 1/2",
-                                                          losses={"style": 1.0}, preview=self.preview))
+        await asyncio.to_thread(
+            on_progress,
+            FakeProgress(0.5, eta_s=3.0, stage="scale 1/2", losses={"style": 1.0}, preview=self.preview),
+        )
         gate = self.gate(spec.job_id)
         while self.hold and not gate.is_set():
             if cancel.cancelled:

@@ -34,8 +34,9 @@ async def api(
     app = create_app(JobService(storage, settings, runner=runner, workers=1, queue_size=1))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test",
-                                     headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as client:
             yield client
 
 
@@ -46,14 +47,26 @@ async def upload(api: httpx.AsyncClient, owner: str = "chat:1") -> str:
 
 
 async def nst_body(api: httpx.AsyncClient, owner: str = "chat:1", **params: object) -> dict:
-    return {"job_id": job_id(), "owner": owner, "kind": "nst", "content_key": await upload(api, owner),
-            "style_keys": [await upload(api, owner)], "style_weights": [1.0], "params": params}
+    return {
+        "job_id": job_id(),
+        "owner": owner,
+        "kind": "nst",
+        "content_key": await upload(api, owner),
+        "style_keys": [await upload(api, owner)],
+        "style_weights": [1.0],
+        "params": params,
+    }
 
 
 async def test_healthz_is_open_everything_else_needs_the_token(api: httpx.AsyncClient) -> None:
     assert (await api.get("/healthz", headers={"Authorization": ""})).status_code == 200
-    for method, path in [("GET", "/metrics"), ("GET", "/v1/styles"), ("GET", f"/v1/jobs/{job_id()}"),
-                         ("POST", "/v1/jobs"), ("DELETE", f"/v1/jobs/{job_id()}")]:
+    for method, path in [
+        ("GET", "/metrics"),
+        ("GET", "/v1/styles"),
+        ("GET", f"/v1/jobs/{job_id()}"),
+        ("POST", "/v1/jobs"),
+        ("DELETE", f"/v1/jobs/{job_id()}"),
+    ]:
         for headers in ({"Authorization": ""}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
             response = await api.request(method, path, headers=headers)
             assert response.status_code == 401, (method, path, headers)
@@ -65,8 +78,16 @@ async def test_submit_poll_result_over_http(api: httpx.AsyncClient, runner: Fake
     response = await api.post("/v1/jobs", json=body)
     assert response.status_code == 202
     status = response.json()
-    assert set(status) >= {"job_id", "state", "position", "progress", "eta_s", "preview_key", "result_key",
-                           "error"}
+    assert set(status) >= {
+        "job_id",
+        "state",
+        "position",
+        "progress",
+        "eta_s",
+        "preview_key",
+        "result_key",
+        "error",
+    }
     runner.gate(body["job_id"]).set()
 
     async def done() -> bool:
@@ -109,8 +130,9 @@ async def test_out_of_range_or_hostile_specs_are_422_naming_the_field(
 
 async def test_too_many_styles_and_unknown_inputs_are_422(api: httpx.AsyncClient) -> None:
     body = await nst_body(api)
-    response = await api.post("/v1/jobs", json=body | {"style_keys": body["style_keys"] * 6,
-                                                       "style_weights": None})
+    response = await api.post(
+        "/v1/jobs", json=body | {"style_keys": body["style_keys"] * 6, "style_weights": None}
+    )
     assert response.status_code == 422 and response.json()["detail"]["field"] == "style_keys"
     missing = f"stylebot/{scope_segment('chat:1')}-{'0' * 32}/none.jpg"
     response = await api.post("/v1/jobs", json=body | {"content_key": missing})
@@ -147,8 +169,9 @@ async def test_delete_cancels_and_preview_is_204_until_one_exists(
 
 
 async def test_uploads_reject_non_images_and_oversized_bodies(api: httpx.AsyncClient) -> None:
-    response = await api.post("/v1/inputs", data={"owner": "chat:1"},
-                              files={"file": ("cat.jpg", b"#!/bin/sh\nrm -rf /\n")})
+    response = await api.post(
+        "/v1/inputs", data={"owner": "chat:1"}, files={"file": ("cat.jpg", b"#!/bin/sh\nrm -rf /\n")}
+    )
     assert response.status_code == 422 and response.json()["detail"]["code"] == "not_an_image"
     response = await api.post("/v1/inputs", files={"file": ("cat.jpg", jpeg())})
     assert response.status_code == 422 and response.json()["detail"]["field"] == "owner"
@@ -229,8 +252,10 @@ async def test_a_chunked_upload_is_read_only_up_to_the_limit(
     settings = settings.model_copy(update={"max_upload_bytes": 100_000})
     app = create_app(JobService(storage, settings, runner=FakeRunner()))
     chunk, pulled, sent = b"x" * 10_000, 0, []
-    head = (b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
-            b"Content-Type: image/jpeg\r\n\r\n")
+    head = (
+        b'--x\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n"
+    )
 
     async def endless_body() -> dict:  # a client that would never stop sending its file
         nonlocal pulled
@@ -240,10 +265,20 @@ async def test_a_chunked_upload_is_read_only_up_to_the_limit(
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/v1/inputs", "raw_path": b"/v1/inputs",
-             "query_string": b"", "root_path": "", "scheme": "http", "server": ("test", 80),
-             "client": ("127.0.0.1", 1), "http_version": "1.1", "asgi": {"version": "3.0"},
-             "headers": [(b"content-type", b"multipart/form-data; boundary=x")]}
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/v1/inputs",
+        "raw_path": b"/v1/inputs",
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "http",
+        "server": ("test", 80),
+        "client": ("127.0.0.1", 1),
+        "http_version": "1.1",
+        "asgi": {"version": "3.0"},
+        "headers": [(b"content-type", b"multipart/form-data; boundary=x")],
+    }
     async with app.router.lifespan_context(app):
         await app(scope, endless_body, send)
     assert sent[0]["status"] == 413

@@ -32,8 +32,12 @@ def server(
 ) -> Iterator[ServerProcess]:
     backend = request.param
     root = tmp_path_factory.mktemp(backend)
-    env = server_env(backend, root / "storage", full_models_dir,
-                     tmp_path_factory.mktemp("ray") if backend == "ray" else None)
+    env = server_env(
+        backend,
+        root / "storage",
+        full_models_dir,
+        tmp_path_factory.mktemp("ray") if backend == "ray" else None,
+    )
     env["STYLEBOT_MAX_UPLOAD_BYTES"] = str(MAX_UPLOAD)
     proc = ServerProcess(backend, env, root / "server.log")
     proc.storage_dir = root / "storage"  # type: ignore[attr-defined]
@@ -64,13 +68,25 @@ def upload(http: httpx.Client, who: str, data: bytes, name: str = "photo.jpg") -
 
 
 def cyclegan_body(who: str, content_key: str) -> dict:
-    return {"job_id": uuid.uuid4().hex, "owner": who, "kind": "cyclegan", "model": "style_monet",
-            "content_key": content_key, "params": {"fast_dev_run": True}}
+    return {
+        "job_id": uuid.uuid4().hex,
+        "owner": who,
+        "kind": "cyclegan",
+        "model": "style_monet",
+        "content_key": content_key,
+        "params": {"fast_dev_run": True},
+    }
 
 
 def nst_body(who: str, content_key: str, style_keys: list[str], **params: object) -> dict:
-    return {"job_id": uuid.uuid4().hex, "owner": who, "kind": "nst", "content_key": content_key,
-            "style_keys": style_keys, "params": params}
+    return {
+        "job_id": uuid.uuid4().hex,
+        "owner": who,
+        "kind": "nst",
+        "content_key": content_key,
+        "style_keys": style_keys,
+        "params": params,
+    }
 
 
 def submit(http: httpx.Client, body: dict) -> dict:
@@ -99,7 +115,7 @@ def test_a_phone_photo_of_several_megabytes_is_accepted_and_styled(http: httpx.C
 
     def chunks(data: bytes) -> Iterator[bytes]:
         for i in range(0, len(data), 256 * 1024):
-            yield data[i:i + 256 * 1024]
+            yield data[i : i + 256 * 1024]
 
     headers = {"Content-Type": request.headers["Content-Type"]}
     response = http.post("/v1/inputs", content=chunks(body), headers=headers)
@@ -141,8 +157,13 @@ def test_previews_change_as_the_job_goes_and_only_the_latest_is_kept(
     http: httpx.Client, server: ServerProcess
 ) -> None:
     who = owner()
-    body = nst_body(who, upload(http, who, small_jpeg("coffee.jpg")),
-                    [upload(http, who, small_jpeg("texture_brick.jpg"))], size=64, preset="fast")
+    body = nst_body(
+        who,
+        upload(http, who, small_jpeg("coffee.jpg")),
+        [upload(http, who, small_jpeg("texture_brick.jpg"))],
+        size=64,
+        preset="fast",
+    )
     submit(http, body)
     seen: dict[str, bytes] = {}
     deadline = time.monotonic() + 180
@@ -160,8 +181,11 @@ def test_previews_change_as_the_job_goes_and_only_the_latest_is_kept(
     assert status["state"] == "done", status
     assert len(seen) >= 2, seen.keys()
     assert len(set(seen.values())) == len(seen)  # each key shows a different image
-    stored = [p for p in Path(server.storage_dir).rglob("preview.jpg")  # type: ignore[attr-defined]
-              if p.parent.name.startswith(who.replace(":", "_") + "-")]
+    stored = [
+        p
+        for p in Path(server.storage_dir).rglob("preview.jpg")  # type: ignore[attr-defined]
+        if p.parent.name.startswith(who.replace(":", "_") + "-")
+    ]
     assert len(stored) == 1, stored  # storage keeps only the latest preview per job
 
 
@@ -205,13 +229,20 @@ def test_a_short_job_never_waits_behind_a_refinement(http: httpx.Client) -> None
     # ...while a short job of the same owner (the style sheet for a new photo) is welcome.
     assert run_to_end(http, cyclegan_body(alice, photo))["state"] == "done"
     bob_photo = upload(http, bob, small_jpeg("coffee.jpg", 512))
-    instant = nst_body(bob, bob_photo, [upload(http, bob, small_jpeg("texture_grass.jpg"))],
-                       size=512, preset="instant")
+    instant = nst_body(
+        bob, bob_photo, [upload(http, bob, small_jpeg("texture_grass.jpg"))], size=512, preset="instant"
+    )
     done = run_to_end(http, instant)
     assert done["state"] == "done", done
     assert max(load_image(http.get(f"/v1/jobs/{instant['job_id']}/result").content).size) == 512
-    gallery = {"job_id": uuid.uuid4().hex, "owner": bob, "kind": "gallery", "gallery": {"3": 1.0},
-               "content_key": bob_photo, "params": {"size": 96}}
+    gallery = {
+        "job_id": uuid.uuid4().hex,
+        "owner": bob,
+        "kind": "gallery",
+        "gallery": {"3": 1.0},
+        "content_key": bob_photo,
+        "params": {"size": 96},
+    }
     done = run_to_end(http, gallery)
     assert done["state"] == "done", done
     # The refinement was running the whole time: the short job did not wait for it.
@@ -227,8 +258,12 @@ def test_finish_now_ends_a_refinement_with_its_latest_image_at_full_size(http: h
     style = upload(http, who, small_jpeg("texture_brick.jpg"))
     body = nst_body(who, photo, [style], size=160, preset="balanced")
     blocker_owner = owner()
-    blocker = nst_body(blocker_owner, upload(http, blocker_owner, small_jpeg("chelsea.jpg", 96)),
-                       [upload(http, blocker_owner, small_jpeg("texture_brick.jpg"))], size=512)
+    blocker = nst_body(
+        blocker_owner,
+        upload(http, blocker_owner, small_jpeg("chelsea.jpg", 96)),
+        [upload(http, blocker_owner, small_jpeg("texture_brick.jpg"))],
+        size=512,
+    )
     submit(http, blocker)  # holds the long lane, so the job below waits without an image
     wait_status(http, blocker["job_id"], lambda s: s["state"] == "running")
     submit(http, body)
@@ -259,10 +294,18 @@ def test_finish_now_ends_a_refinement_with_its_latest_image_at_full_size(http: h
 
 def test_metrics_move_while_a_job_waits_and_runs(http: httpx.Client) -> None:
     alice, bob = owner(), owner()
-    long_job = nst_body(alice, upload(http, alice, small_jpeg("coffee.jpg", 96)),
-                        [upload(http, alice, small_jpeg("texture_brick.jpg"))], size=512)
-    waiting = nst_body(bob, upload(http, bob, small_jpeg("chelsea.jpg")),
-                       [upload(http, bob, small_jpeg("texture_brick.jpg"))], fast_dev_run=True)
+    long_job = nst_body(
+        alice,
+        upload(http, alice, small_jpeg("coffee.jpg", 96)),
+        [upload(http, alice, small_jpeg("texture_brick.jpg"))],
+        size=512,
+    )
+    waiting = nst_body(
+        bob,
+        upload(http, bob, small_jpeg("chelsea.jpg")),
+        [upload(http, bob, small_jpeg("texture_brick.jpg"))],
+        fast_dev_run=True,
+    )
     start = http.get("/metrics").text
     submit(http, long_job)
     wait_status(http, long_job["job_id"], lambda s: s["state"] == "running")
@@ -293,15 +336,23 @@ def test_sigterm_stops_the_server_cleanly_and_a_restart_resumes_the_job(
     http: httpx.Client, server: ServerProcess
 ) -> None:
     who = owner()
-    body = nst_body(who, upload(http, who, small_jpeg("coffee.jpg", 96)),
-                    [upload(http, who, small_jpeg("texture_brick.jpg", 96))], size=512, preset="balanced")
+    body = nst_body(
+        who,
+        upload(http, who, small_jpeg("coffee.jpg", 96)),
+        [upload(http, who, small_jpeg("texture_brick.jpg", 96))],
+        size=512,
+        preset="balanced",
+    )
     submit(http, body)
     wait_status(http, body["job_id"], lambda s: s["state"] == "running" and s["progress"] > 0)
     children = server.descendants()
     assert server.stop(signal.SIGTERM) == 0
     time.sleep(1.0)
-    alive = [pid for pid in children if psutil.pid_exists(pid)
-             and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    alive = [
+        pid
+        for pid in children
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]
     assert not alive, [psutil.Process(p).cmdline() for p in alive]
     store = JobStore(LocalStorage(server.storage_dir))  # type: ignore[attr-defined]
     import asyncio
@@ -318,5 +369,8 @@ def test_sigterm_stops_the_server_cleanly_and_a_restart_resumes_the_job(
     children = server.descendants()  # SIGINT (Ctrl-C) stops it as cleanly as SIGTERM
     assert server.stop(signal.SIGINT) == 0
     time.sleep(1.0)
-    assert not [pid for pid in children if psutil.pid_exists(pid)
-                and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+    assert not [
+        pid
+        for pid in children
+        if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    ]

@@ -27,9 +27,21 @@ pytestmark = pytest.mark.slow
 
 def start_server(env: dict[str, str], port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stylebot.cli", "server", "--backend", "local", "--host", "127.0.0.1",
-         "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "stylebot.cli",
+            "server",
+            "--backend",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     wait_for_health(proc, f"http://127.0.0.1:{port}")
     return proc
@@ -50,9 +62,14 @@ def test_sigkill_mid_job_then_restart_finishes_the_job_once(
     tmp_path: Path, synthetic_models_dir: Path
 ) -> None:
     storage_dir = tmp_path / "storage"
-    env = {**os.environ, "STYLEBOT_STORAGE_DIR": str(storage_dir),
-           "STYLEBOT_MODELS_DIR": str(synthetic_models_dir), "STYLEBOT_DEVICE": "cpu",
-           "ML_SERVER_TOKEN": TOKEN, "STYLEBOT_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "STYLEBOT_STORAGE_DIR": str(storage_dir),
+        "STYLEBOT_MODELS_DIR": str(synthetic_models_dir),
+        "STYLEBOT_DEVICE": "cpu",
+        "ML_SERVER_TOKEN": TOKEN,
+        "STYLEBOT_LOG_LEVEL": "WARNING",
+    }
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -64,10 +81,18 @@ def test_sigkill_mid_job_then_restart_finishes_the_job_once(
     proc = start_server(env, port)
     try:
         with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
-            keys = [http.post("/v1/inputs", data={"owner": "chat:7"}, files={"file": (n, d)}).json()["key"]
-                    for n, d in (("photo.jpg", photo), ("style.jpg", style))]
-            body = {"job_id": job_id, "owner": "chat:7", "kind": "nst", "content_key": keys[0],
-                    "style_keys": [keys[1]], "params": {"size": 64, "preset": "fast"}}
+            keys = [
+                http.post("/v1/inputs", data={"owner": "chat:7"}, files={"file": (n, d)}).json()["key"]
+                for n, d in (("photo.jpg", photo), ("style.jpg", style))
+            ]
+            body = {
+                "job_id": job_id,
+                "owner": "chat:7",
+                "kind": "nst",
+                "content_key": keys[0],
+                "style_keys": [keys[1]],
+                "params": {"size": 64, "preset": "fast"},
+            }
             assert http.post("/v1/jobs", json=body).status_code == 202
             poll(http, job_id, lambda s: s["state"] == "running" and s["progress"] > 0)
         proc.send_signal(signal.SIGKILL)

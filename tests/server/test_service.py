@@ -35,8 +35,14 @@ async def service(storage: LocalStorage, settings: Settings, runner: FakeRunner)
 async def nst_spec(svc: JobService, owner: str = "chat:1", **params: object) -> JobSpec:
     content = await svc.upload_input(jpeg(), owner=owner, name="photo.jpg")
     style = await svc.upload_input(jpeg(color=(0, 0, 255)), owner=owner, name="style.png")
-    return JobSpec(job_id=job_id(), owner=owner, kind="nst", content_key=content, style_keys=[style],
-                   params=JobParams(**params))
+    return JobSpec(
+        job_id=job_id(),
+        owner=owner,
+        kind="nst",
+        content_key=content,
+        style_keys=[style],
+        params=JobParams(**params),
+    )
 
 
 async def test_job_runs_to_done_and_is_recorded(service: JobService, runner: FakeRunner) -> None:
@@ -221,16 +227,26 @@ async def test_inputs_must_be_the_owners_and_exist(service: JobService, storage:
     good = await service.upload_input(jpeg(), owner="chat:1", name="a.jpg")
     other = await service.upload_input(jpeg(), owner="chat:2", name="a.jpg")
     look_alike = good.replace(scope_segment("chat:1"), scope_segment("chat:11"))
-    foreign = ["stylebot/nobody-0000/photo.jpg", "elsewhere/x/photo.jpg", other,
-               JobStore(storage).key(job_id()), look_alike,
-               storage.layout.notebook_key(scope="chat:1", name="nst.ipynb", failed=False)]
+    foreign = [
+        "stylebot/nobody-0000/photo.jpg",
+        "elsewhere/x/photo.jpg",
+        other,
+        JobStore(storage).key(job_id()),
+        look_alike,
+        storage.layout.notebook_key(scope="chat:1", name="nst.ipynb", failed=False),
+    ]
     for bad in foreign:
         spec = JobSpec(job_id=job_id(), owner="chat:1", kind="nst", content_key=good, style_keys=[bad])
         with pytest.raises(JobClientError) as err:
             await service.submit(spec)
         assert err.value.code == "foreign_key" and err.value.field == "style_keys.0", bad
-    spec = JobSpec(job_id=job_id(), owner="chat:1", kind="cyclegan", model="style_monet",
-                   content_key=storage.new_key(scope="chat:1", name="none.jpg"))
+    spec = JobSpec(
+        job_id=job_id(),
+        owner="chat:1",
+        kind="cyclegan",
+        model="style_monet",
+        content_key=storage.new_key(scope="chat:1", name="none.jpg"),
+    )
     with pytest.raises(JobClientError) as err:
         await service.submit(spec)
     assert err.value.code == "invalid" and err.value.field == "content_key"
@@ -239,14 +255,19 @@ async def test_inputs_must_be_the_owners_and_exist(service: JobService, storage:
 
 @pytest.mark.parametrize(
     ("default", "allowed", "requested", "effective"),
-    [(False, False, True, False), (False, True, True, True), (True, False, False, True),
-     (False, True, False, False)],
+    [
+        (False, False, True, False),
+        (False, True, True, True),
+        (True, False, False, True),
+        (False, True, False, False),
+    ],
 )
 async def test_fast_dev_run_is_an_operator_setting(
     storage: LocalStorage, tmp_path, default: bool, allowed: bool, requested: bool, effective: bool
 ) -> None:
-    settings = Settings(storage_dir=tmp_path / "storage", default_fast_dev_run=default,
-                        allow_caller_fast_dev_run=allowed)
+    settings = Settings(
+        storage_dir=tmp_path / "storage", default_fast_dev_run=default, allow_caller_fast_dev_run=allowed
+    )
     runner = FakeRunner(hold=False)
     svc = JobService(storage, settings, runner=runner, workers=1)
     await svc.start()
@@ -291,8 +312,12 @@ async def test_restart_requeues_unfinished_and_never_reruns_finished(
 
 @pytest.mark.parametrize(
     ("data", "code"),
-    [(b"", "not_an_image"), (b"%PDF-1.4 not an image", "not_an_image"), (jpeg()[:200], "truncated_image"),
-     (jpeg((8, 8)), "image_too_small")],
+    [
+        (b"", "not_an_image"),
+        (b"%PDF-1.4 not an image", "not_an_image"),
+        (jpeg()[:200], "truncated_image"),
+        (jpeg((8, 8)), "image_too_small"),
+    ],
 )
 async def test_hostile_uploads_are_refused(service: JobService, data: bytes, code: str) -> None:
     with pytest.raises(JobClientError) as err:
@@ -315,9 +340,7 @@ async def test_upload_is_stored_as_clean_jpeg_under_a_generated_key(service: Job
     assert err.value.field == "owner"
 
 
-async def test_retention_sweep_removes_old_inputs_results_and_records(
-    tmp_path, runner: FakeRunner
-) -> None:
+async def test_retention_sweep_removes_old_inputs_results_and_records(tmp_path, runner: FakeRunner) -> None:
     settings = Settings(storage_dir=tmp_path / "s", models_dir=tmp_path / "m", retention_hours=1.0)
     storage = LocalStorage(tmp_path / "s", retention_hours=1.0)
     svc = JobService(storage, settings, runner=runner, workers=1)

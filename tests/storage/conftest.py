@@ -25,8 +25,11 @@ ADMIN_POLICY = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Acti
 def make_bucket(endpoint: str, *, key_id: str = "testing", secret: str = "testing") -> str:
     bucket = f"stylebot-test-{uuid.uuid4().hex[:12]}"
     client = boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id=key_id, aws_secret_access_key=secret,
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
     )
     client.create_bucket(Bucket=bucket)
     return bucket
@@ -46,11 +49,18 @@ class MotoServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               **self.extra_env}
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            **self.extra_env,
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd=self.workdir,
         )
         wait_for_port(self.port, proc=self.proc)
 
@@ -81,12 +91,18 @@ class AuthS3:
 @pytest.fixture(scope="session")
 def auth_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthS3]:
     """moto with IAM auth enforced after the first three (set-up) calls: a real user and key."""
-    server = MotoServer(free_port(), tmp_path_factory.mktemp("moto-auth"),
-                        {"INITIAL_NO_AUTH_ACTION_COUNT": "3"})
+    server = MotoServer(
+        free_port(), tmp_path_factory.mktemp("moto-auth"), {"INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+    )
     server.start()
     try:
-        iam = boto3.client("iam", endpoint_url=server.endpoint, region_name="us-east-1",
-                           aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="set-up-only")
+        iam = boto3.client(
+            "iam",
+            endpoint_url=server.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+            aws_secret_access_key="set-up-only",
+        )
         iam.create_user(UserName="stylebot")
         iam.put_user_policy(UserName="stylebot", PolicyName="all", PolicyDocument=json.dumps(ADMIN_POLICY))
         key = iam.create_access_key(UserName="stylebot")["AccessKey"]

@@ -232,8 +232,16 @@ async def test_records_and_listing(storage: LocalStorage) -> None:
 
 
 @pytest.mark.parametrize(
-    ("namespace", "name"), [("jobs", "../x"), ("../jobs", "x"), ("jobs", "a/b"), ("jobs", ".."), ("", "x"),
-                            ("jobs", ".hidden"), ("jobs", "x\x00")],
+    ("namespace", "name"),
+    [
+        ("jobs", "../x"),
+        ("../jobs", "x"),
+        ("jobs", "a/b"),
+        ("jobs", ".."),
+        ("", "x"),
+        ("jobs", ".hidden"),
+        ("jobs", "x\x00"),
+    ],
 )
 def test_record_key_rejects_bad_parts(storage: LocalStorage, namespace: str, name: str) -> None:
     with pytest.raises(InvalidKeyError):

@@ -27,8 +27,12 @@ HEX32 = "0123456789abcdef" * 2
 
 def _storage(endpoint: str, bucket: str, **kwargs: object) -> S3Storage:
     options: dict[str, object] = {
-        "endpoint_url": endpoint, "aws_access_key_id": "testing", "aws_secret_access_key": "testing",
-        "max_attempts": 3, "connect_timeout_s": 2.0, "read_timeout_s": 10.0,
+        "endpoint_url": endpoint,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "max_attempts": 3,
+        "connect_timeout_s": 2.0,
+        "read_timeout_s": 10.0,
     }
     options.update(kwargs)
     return S3Storage(bucket, **options)  # type: ignore[arg-type]
@@ -58,8 +62,13 @@ async def test_round_trip_list_delete(storage: S3Storage) -> None:
 
 
 async def test_list_ignores_foreign_objects(storage: S3Storage, s3_endpoint: str) -> None:
-    raw = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    raw = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     raw.put_object(Bucket=storage.bucket, Key="stylebot/not-ours.txt", Body=b"x")
     raw.put_object(Bucket=storage.bucket, Key="elsewhere/file.txt", Body=b"x")
     key = await storage.put(b"mine", scope="chat:1", name="a.jpg")
@@ -67,18 +76,34 @@ async def test_list_ignores_foreign_objects(storage: S3Storage, s3_endpoint: str
     assert await storage.expire(now=time.time() + 1000 * HOUR) == 1
     # Objects outside our layout are never deleted by expiry.
     assert {o["Key"] for o in raw.list_objects_v2(Bucket=storage.bucket)["Contents"]} == {
-        "stylebot/not-ours.txt", "elsewhere/file.txt"}
+        "stylebot/not-ours.txt",
+        "elsewhere/file.txt",
+    }
 
 
-@pytest.mark.parametrize("key", [
-    "../x", "/etc/passwd", f"stylebot/chat-{HEX32}/../../x", f"stylebot/chat-{HEX32}/a\x00b",
-    "stylebot/%2e%2e/x", "stylebot\\..\\x", f"other/chat-{HEX32}/x.jpg", "http://169.254.169.254/",
-])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "../x",
+        "/etc/passwd",
+        f"stylebot/chat-{HEX32}/../../x",
+        f"stylebot/chat-{HEX32}/a\x00b",
+        "stylebot/%2e%2e/x",
+        "stylebot\\..\\x",
+        f"other/chat-{HEX32}/x.jpg",
+        "http://169.254.169.254/",
+    ],
+)
 async def test_hostile_keys_refused_before_any_request(key: str) -> None:
     # An endpoint nothing listens on: a refusal must come from key validation, not the network.
     storage = _storage("http://127.0.0.1:9", "bucket-x", max_attempts=1)
-    for call in (storage.get(key), storage.exists(key), storage.delete(key), storage.put_at(key, b"x"),
-                 storage.presigned_url(key)):
+    for call in (
+        storage.get(key),
+        storage.exists(key),
+        storage.delete(key),
+        storage.put_at(key, b"x"),
+        storage.presigned_url(key),
+    ):
         with pytest.raises(InvalidKeyError):
             await call
 
@@ -99,8 +124,12 @@ async def test_expire_honours_each_retention(storage: S3Storage) -> None:
 
 
 async def test_presigned_url_serves_the_bytes(s3_endpoint: str) -> None:
-    storage = _storage(s3_endpoint, make_bucket(s3_endpoint), aws_access_key_id="AKIAPRESIGNKEY000001",
-                       aws_secret_access_key="presign-secret-do-not-leak")
+    storage = _storage(
+        s3_endpoint,
+        make_bucket(s3_endpoint),
+        aws_access_key_id="AKIAPRESIGNKEY000001",
+        aws_secret_access_key="presign-secret-do-not-leak",
+    )
     key = await storage.put(b"\xff\xd8 jpeg bytes", scope="chat:1", name="result.jpg")
     url = await storage.presigned_url(key, expires_s=60)
     assert url is not None and url.startswith(f"{s3_endpoint}/{storage.bucket}/{key}?")
@@ -127,8 +156,12 @@ async def test_missing_bucket_is_named_clearly(s3_endpoint: str) -> None:
 
 
 async def test_right_credentials_work_with_auth_enforced(auth_s3: AuthS3) -> None:
-    storage = _storage(auth_s3.endpoint, auth_s3.bucket, aws_access_key_id=auth_s3.key_id,
-                       aws_secret_access_key=auth_s3.secret)
+    storage = _storage(
+        auth_s3.endpoint,
+        auth_s3.bucket,
+        aws_access_key_id=auth_s3.key_id,
+        aws_secret_access_key=auth_s3.secret,
+    )
     await storage.check()
     key = await storage.put(b"ok", scope="chat:1", name="a.jpg")
     assert await storage.get(key) == b"ok"
@@ -138,8 +171,9 @@ async def test_right_credentials_work_with_auth_enforced(auth_s3: AuthS3) -> Non
 async def test_wrong_credentials_give_clear_error_without_secrets(auth_s3: AuthS3, wrong: str) -> None:
     bad_secret = "wrong-secret-value-1234567890abcdef"
     key_id = "AKIAWRONGWRONGWRONG1" if wrong == "key_id" else auth_s3.key_id
-    storage = _storage(auth_s3.endpoint, auth_s3.bucket, aws_access_key_id=key_id,
-                       aws_secret_access_key=bad_secret)
+    storage = _storage(
+        auth_s3.endpoint, auth_s3.bucket, aws_access_key_id=key_id, aws_secret_access_key=bad_secret
+    )
     for call in (storage.check(), storage.put(b"x", scope="chat:1", name="a.jpg"), storage.list("stylebot/")):
         with pytest.raises(StorageAuthError) as info:
             await call
@@ -150,8 +184,12 @@ async def test_wrong_credentials_give_clear_error_without_secrets(auth_s3: AuthS
 
 async def test_server_gone_gives_clear_error_and_restart_is_seen(own_moto: MotoServer) -> None:
     bucket = make_bucket(own_moto.endpoint)
-    storage = _storage(own_moto.endpoint, bucket, aws_access_key_id="AKIATESTKEY000000001",
-                       aws_secret_access_key="server-gone-secret-123456")
+    storage = _storage(
+        own_moto.endpoint,
+        bucket,
+        aws_access_key_id="AKIATESTKEY000000001",
+        aws_secret_access_key="server-gone-secret-123456",
+    )
     key = await storage.put(b"before", scope="chat:1", name="a.jpg")
     own_moto.stop()
     with pytest.raises(StorageUnavailableError) as info:
@@ -171,8 +209,13 @@ async def test_restarted_server_is_used_again(own_moto: MotoServer) -> None:
     await storage.put(b"before", scope="chat:1", name="a.jpg")
     own_moto.stop()
     own_moto.start()
-    boto3.client("s3", endpoint_url=own_moto.endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+    boto3.client(
+        "s3",
+        endpoint_url=own_moto.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=bucket)
     key = await storage.put(b"after restart", scope="chat:1", name="a.jpg")
     assert await storage.get(key) == b"after restart"
 
@@ -203,8 +246,13 @@ async def test_upload_cut_every_time_ends_in_storage_error(
 
 def test_make_storage_from_settings(s3_endpoint: str) -> None:
     bucket = make_bucket(s3_endpoint)
-    settings = Settings(s3_bucket=bucket, s3_endpoint_url=s3_endpoint, aws_access_key_id="testing",
-                        aws_secret_access_key="testing", s3_prefix="/bot/")
+    settings = Settings(
+        s3_bucket=bucket,
+        s3_endpoint_url=s3_endpoint,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        s3_prefix="/bot/",
+    )
     storage = make_storage(settings)
     assert isinstance(storage, S3Storage)
     assert storage.new_key(scope="chat:1", name="a.jpg").startswith("bot/chat_1.")

@@ -33,8 +33,12 @@ def _run(args: list[str], env: dict[str, str], tmp_path: Path) -> subprocess.Com
         **env,
     }
     return subprocess.run(
-        [sys.executable, "-m", "stylebot.cli", *args], env=full_env, cwd=tmp_path,
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "stylebot.cli", *args],
+        env=full_env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -51,33 +55,51 @@ def _assert_one_clear_line(proc: subprocess.CompletedProcess[str], *must_name: s
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_wrong_s3_secret_stops_each_command_with_one_line(auth_s3, command: str, tmp_path: Path) -> None:
     short_secret = "Zq9x"  # shorter than 8 characters: must be redacted all the same
-    proc = _run(COMMANDS[command], {
-        "S3_BUCKET_WITH_RESULTS_NAME": auth_s3.bucket, "STYLEBOT_S3_ENDPOINT_URL": auth_s3.endpoint,
-        "AWS_ACCESS_KEY_ID": auth_s3.key_id, "AWS_SECRET_ACCESS_KEY": short_secret,
-    }, tmp_path)
-    line = _assert_one_clear_line(proc, auth_s3.bucket, auth_s3.endpoint, "AWS_SECRET_ACCESS_KEY",
-                                  f"stylebot {command}:")
+    proc = _run(
+        COMMANDS[command],
+        {
+            "S3_BUCKET_WITH_RESULTS_NAME": auth_s3.bucket,
+            "STYLEBOT_S3_ENDPOINT_URL": auth_s3.endpoint,
+            "AWS_ACCESS_KEY_ID": auth_s3.key_id,
+            "AWS_SECRET_ACCESS_KEY": short_secret,
+        },
+        tmp_path,
+    )
+    line = _assert_one_clear_line(
+        proc, auth_s3.bucket, auth_s3.endpoint, "AWS_SECRET_ACCESS_KEY", f"stylebot {command}:"
+    )
     assert "rejected the credentials" in line
     assert short_secret not in proc.stderr + proc.stdout
     assert auth_s3.key_id not in proc.stderr + proc.stdout
 
 
 def test_missing_bucket_names_the_bucket_and_the_setting(auth_s3, tmp_path: Path) -> None:
-    proc = _run(COMMANDS["server"], {
-        "S3_BUCKET_WITH_RESULTS_NAME": "no-such-bucket-here", "STYLEBOT_S3_ENDPOINT_URL": auth_s3.endpoint,
-        "AWS_ACCESS_KEY_ID": auth_s3.key_id, "AWS_SECRET_ACCESS_KEY": auth_s3.secret,
-    }, tmp_path)
-    _assert_one_clear_line(proc, "no-such-bucket-here", auth_s3.endpoint,
-                                  "S3_BUCKET_WITH_RESULTS_NAME")
+    proc = _run(
+        COMMANDS["server"],
+        {
+            "S3_BUCKET_WITH_RESULTS_NAME": "no-such-bucket-here",
+            "STYLEBOT_S3_ENDPOINT_URL": auth_s3.endpoint,
+            "AWS_ACCESS_KEY_ID": auth_s3.key_id,
+            "AWS_SECRET_ACCESS_KEY": auth_s3.secret,
+        },
+        tmp_path,
+    )
+    _assert_one_clear_line(proc, "no-such-bucket-here", auth_s3.endpoint, "S3_BUCKET_WITH_RESULTS_NAME")
     assert auth_s3.secret not in proc.stderr
 
 
 def test_unreachable_endpoint_names_the_endpoint(tmp_path: Path) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    proc = _run(COMMANDS["server"], {
-        "S3_BUCKET_WITH_RESULTS_NAME": "results", "STYLEBOT_S3_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "AKIAUNREACHABLE00001", "AWS_SECRET_ACCESS_KEY": "unreachable-secret-1234",
-    }, tmp_path)
+    proc = _run(
+        COMMANDS["server"],
+        {
+            "S3_BUCKET_WITH_RESULTS_NAME": "results",
+            "STYLEBOT_S3_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "AKIAUNREACHABLE00001",
+            "AWS_SECRET_ACCESS_KEY": "unreachable-secret-1234",
+        },
+        tmp_path,
+    )
     _assert_one_clear_line(proc, "results", endpoint, "unreachable", "STYLEBOT_S3_ENDPOINT_URL")
     assert "unreachable-secret-1234" not in proc.stderr
 

@@ -76,7 +76,8 @@ def ensure_models(names: list[str], settings: Settings) -> None:
 
     root = settings.models_dir
     missing = [
-        n for n in names
+        n
+        for n in names
         if not weights.is_installed(n, root) and not (n == "vgg19" and weights.installed_backbones(root))
     ]
     if not missing:

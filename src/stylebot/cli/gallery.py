@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gallery", help="the gallery of pretrained styles")
     gsub = p.add_subparsers(dest="gallery_cmd", required=True, metavar="{sheet}")
     sheet = gsub.add_parser(
-        "sheet", help="render the photo in every available pretrained style as numbered tiles",
+        "sheet",
+        help="render the photo in every available pretrained style as numbered tiles",
         description="Example: stylebot gallery sheet photo.jpg -o sheet.png",
     )
     sheet.add_argument("photo", type=Path)
@@ -56,6 +57,8 @@ def handle(args: argparse.Namespace) -> int:
         return fail(str(exc), EXIT_WEIGHTS)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_image(sheet, args.output)
-    print(f"saved {args.output} ({sheet.width}×{sheet.height}) in {time.monotonic() - started:.1f} s",
-          file=sys.stdout)
+    print(
+        f"saved {args.output} ({sheet.width}×{sheet.height}) in {time.monotonic() - started:.1f} s",
+        file=sys.stdout,
+    )
     return 0

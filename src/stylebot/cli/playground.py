@@ -25,7 +25,9 @@ DEFAULT_PORT = 8081
 def add_address_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="web chat bind address")
     p.add_argument(
-        "--port", type=int, default=None,
+        "--port",
+        type=int,
+        default=None,
         help=f"web chat port (default {DEFAULT_PORT}, or a free one when that is taken; 0: any free one)",
     )
 

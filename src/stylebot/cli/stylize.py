@@ -56,7 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "-s", "--style", type=Path, action="append", help=f"style image (repeatable, 1-{MAX_STYLES})"
     )
     src.add_argument(
-        "--gallery", metavar="N|N:W,...",
+        "--gallery",
+        metavar="N|N:W,...",
         help=f"a gallery style 0-{GALLERY_STYLES - 1} or a blend such as 3:0.5,12:0.5 "
         "(see `stylebot gallery sheet`)",
     )
@@ -64,18 +65,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="result file (.jpg or .png)")
     p.add_argument("--style-weights", help="relative weight per style image, e.g. 2,1 (1,0: the first only)")
     p.add_argument(
-        "--strength", type=float, default=DEFAULT_STRENGTH,
+        "--strength",
+        type=float,
+        default=DEFAULT_STRENGTH,
         help=f"{MIN_STRENGTH:g}-{MAX_STRENGTH:g}: how much style (default {DEFAULT_STRENGTH:g}; "
         "0.1 leaves the photo nearly unchanged)",
     )
     p.add_argument("--preserve-colors", action="store_true", help="keep the photo's colours")
     p.add_argument(
-        "--size", type=int, default=None,
+        "--size",
+        type=int,
+        default=None,
         help=f"long side of the result, {MIN_SIZE}-{MAX_SIZE} (default: {DEFAULT_SIZE} for style images "
         "and gallery styles; the photo's own size for --model)",
     )
     p.add_argument(
-        "--preset", choices=[p.value for p in Preset], default=Preset.balanced.value,
+        "--preset",
+        choices=[p.value for p in Preset],
+        default=Preset.balanced.value,
         help="instant: the feed-forward network only (about a second); fast|balanced|quality: "
         "refine the instant result by optimisation (default balanced)",
     )
@@ -150,8 +157,9 @@ def handle(args: argparse.Namespace) -> int:
             result = _run_instant(args, content, styles, weights, settings, device, _size(size, fast_dev_run))
         else:
             ensure_models([*FEEDFORWARD_MODELS[:2], "vgg19"], settings)
-            result = _run_refined(args, content, styles, weights, settings, device, size or DEFAULT_SIZE,
-                                  fast_dev_run)
+            result = _run_refined(
+                args, content, styles, weights, settings, device, size or DEFAULT_SIZE, fast_dev_run
+            )
     except WeightsError as exc:
         return fail(str(exc), EXIT_WEIGHTS)
     except Cancelled:
@@ -193,8 +201,12 @@ def _run_cyclegan(
 
 
 def _run_gallery(
-    args: argparse.Namespace, gallery: dict[int, float], content: Image.Image, settings: Settings,
-    device: str, size: int,
+    args: argparse.Namespace,
+    gallery: dict[int, float],
+    content: Image.Image,
+    settings: Settings,
+    device: str,
+    size: int,
 ) -> Image.Image:
     from stylebot.jobs.pipeline import gallery_image
 
@@ -205,15 +217,25 @@ def _run_gallery(
             bar.update(1)
 
         return gallery_image(
-            content, gallery, models_dir=settings.models_dir, device=device, size=size,
-            strength=args.strength, preserve_colors=args.preserve_colors,
+            content,
+            gallery,
+            models_dir=settings.models_dir,
+            device=device,
+            size=size,
+            strength=args.strength,
+            preserve_colors=args.preserve_colors,
             on_progress=advance,
         )
 
 
 def _run_instant(
-    args: argparse.Namespace, content: Image.Image, styles: Sequence[Image.Image],
-    weights: list[float] | None, settings: Settings, device: str, size: int,
+    args: argparse.Namespace,
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    weights: list[float] | None,
+    settings: Settings,
+    device: str,
+    size: int,
 ) -> Image.Image:
     from stylebot.jobs.pipeline import instant_image
 
@@ -223,15 +245,27 @@ def _run_instant(
             bar.update(1)
 
         return instant_image(
-            content, styles, models_dir=settings.models_dir, device=device, size=size,
-            strength=args.strength, style_weights=weights, preserve_colors=args.preserve_colors,
+            content,
+            styles,
+            models_dir=settings.models_dir,
+            device=device,
+            size=size,
+            strength=args.strength,
+            style_weights=weights,
+            preserve_colors=args.preserve_colors,
             on_progress=advance,
         )
 
 
 def _run_refined(
-    args: argparse.Namespace, content: Image.Image, styles: Sequence[Image.Image],
-    weights: list[float] | None, settings: Settings, device: str, size: int, fast_dev_run: bool,
+    args: argparse.Namespace,
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    weights: list[float] | None,
+    settings: Settings,
+    device: str,
+    size: int,
+    fast_dev_run: bool,
 ) -> Image.Image:
     from stylebot.jobs.pipeline import refine_image
 
@@ -248,10 +282,19 @@ def _run_refined(
                 bar.set_postfix_str(f"{p.stage} eta={eta}")
 
         result = refine_image(
-            content, styles, models_dir=settings.models_dir, device=device,
-            backbone=args.backbone or settings.backbone, size=size, preset=args.preset,
-            strength=args.strength, style_weights=weights, preserve_colors=args.preserve_colors,
-            seed=args.seed, fast_dev_run=fast_dev_run, on_progress=on_progress,
+            content,
+            styles,
+            models_dir=settings.models_dir,
+            device=device,
+            backbone=args.backbone or settings.backbone,
+            size=size,
+            preset=args.preset,
+            strength=args.strength,
+            style_weights=weights,
+            preserve_colors=args.preserve_colors,
+            seed=args.seed,
+            fast_dev_run=fast_dev_run,
+            on_progress=on_progress,
         )
     log.info("stylised in %.1f s, losses %s", result.seconds, result.losses)
     return result.image

@@ -49,8 +49,14 @@ KERNEL_START_TIMEOUT_S = 120
 # Environment variables a kernel never needs and must never see: credentials and tokens of any
 # kind, and the service's own settings (the kernel gets what it needs as parameters).
 _SECRET_ENV = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|ACCESS_KEY|PRIVATE|AUTH|SESSION", re.I)
-_DROPPED_ENV = {"API_TOKEN", "REDIS_URL", "ML_SERVER_HOST_ADDR", "WEBHOOK_HOST_ADDR",
-                "S3_BUCKET_WITH_RESULTS_NAME", "S3_RESULTS_PREFIX"}
+_DROPPED_ENV = {
+    "API_TOKEN",
+    "REDIS_URL",
+    "ML_SERVER_HOST_ADDR",
+    "WEBHOOK_HOST_ADDR",
+    "S3_BUCKET_WITH_RESULTS_NAME",
+    "S3_RESULTS_PREFIX",
+}
 
 
 def notebook_path(kind: str) -> Path:
@@ -104,15 +110,23 @@ def _kernel_manager_class(env: dict[str, str], socket_dir: Path) -> type:
     return ScrubbedEnvKernelManager
 
 
-def execute_notebook(input_path: Path, output_path: Path, parameters: dict[str, Any], *, cwd: Path,
-                     env: dict[str, str]) -> None:
+def execute_notebook(
+    input_path: Path, output_path: Path, parameters: dict[str, Any], *, cwd: Path, env: dict[str, str]
+) -> None:
     """Run a notebook with papermill in a scrubbed kernel; raises papermill's errors."""
     import papermill as pm
 
     pm.execute_notebook(
-        str(input_path), str(output_path), parameters=parameters, kernel_name="python3",
-        progress_bar=False, log_output=False, start_timeout=KERNEL_START_TIMEOUT_S, cwd=str(cwd),
-        shutdown_kernel="immediate", kernel_manager_class=_kernel_manager_class(env, cwd),
+        str(input_path),
+        str(output_path),
+        parameters=parameters,
+        kernel_name="python3",
+        progress_bar=False,
+        log_output=False,
+        start_timeout=KERNEL_START_TIMEOUT_S,
+        cwd=str(cwd),
+        shutdown_kernel="immediate",
+        kernel_manager_class=_kernel_manager_class(env, cwd),
     )
 
 
@@ -145,10 +159,15 @@ class _ProgressTail:
                 with contextlib.suppress(OSError):
                     preview = (self.work / Path(event["preview"]).name).read_bytes()
             try:
-                self.on_progress(JobProgress(
-                    fraction=float(event.get("fraction", 0.0)), eta_s=event.get("eta_s"),
-                    stage=event.get("stage"), losses=event.get("losses"), preview=preview,
-                ))
+                self.on_progress(
+                    JobProgress(
+                        fraction=float(event.get("fraction", 0.0)),
+                        eta_s=event.get("eta_s"),
+                        stage=event.get("stage"),
+                        losses=event.get("losses"),
+                        preview=preview,
+                    )
+                )
             except Exception:
                 log.exception("progress callback failed")
 
@@ -193,8 +212,12 @@ async def run_papermill(
         run_error: BaseException | None = None
         try:
             await asyncio.to_thread(
-                execute_notebook, notebook_path(spec.kind.value), executed, parameters,
-                cwd=work, env=kernel_env(settings),
+                execute_notebook,
+                notebook_path(spec.kind.value),
+                executed,
+                parameters,
+                cwd=work,
+                env=kernel_env(settings),
             )
         except Exception as exc:  # PapermillExecutionError, a kernel that died or never started
             run_error = exc
@@ -240,8 +263,12 @@ async def _save_notebook(spec: JobSpec, storage: Storage, executed: Path, *, fai
     if put_notebook is None:
         return
     try:
-        key = await put_notebook(executed.read_bytes(), scope=spec.owner,
-                                 name=f"{spec.kind.value}-{spec.job_id}.ipynb", failed=failed)
+        key = await put_notebook(
+            executed.read_bytes(),
+            scope=spec.owner,
+            name=f"{spec.kind.value}-{spec.job_id}.ipynb",
+            failed=failed,
+        )
         log.info("job %s: executed notebook saved as %s", spec.job_id, key)
     except StorageError as exc:
         log.warning("job %s: could not save the executed notebook: %s", spec.job_id, exc)

@@ -66,10 +66,15 @@ class ProgressWriter:
         if progress.preview is not None:
             preview_name = f"preview-{self.count:05d}.jpg"
             _write_atomic(self.work_dir / preview_name, progress.preview)
-        line = json.dumps({
-            "fraction": progress.fraction, "eta_s": progress.eta_s, "stage": progress.stage,
-            "losses": progress.losses, "preview": preview_name,
-        })
+        line = json.dumps(
+            {
+                "fraction": progress.fraction,
+                "eta_s": progress.eta_s,
+                "stage": progress.stage,
+                "losses": progress.losses,
+                "preview": preview_name,
+            }
+        )
         with open(self.work_dir / PROGRESS_FILE, "a", encoding="utf-8") as fh:
             fh.write(line + "\n")
             fh.flush()
@@ -99,8 +104,12 @@ def run_notebook_job(job_json: str, work_dir: str, config: dict[str, Any]) -> No
         style_bytes = [(work / STYLE_FILE.format(i)).read_bytes() for i in range(len(spec.style_keys))]
         content, styles = decode_inputs(content_bytes, style_bytes, compute_config)
         result = compute(
-            spec, content, styles, compute_config,
-            emit=ProgressWriter(work), cancel=FileCancelToken(work / CANCEL_FILE),
+            spec,
+            content,
+            styles,
+            compute_config,
+            emit=ProgressWriter(work),
+            cancel=FileCancelToken(work / CANCEL_FILE),
         )
     except JobFailed as exc:
         _write_atomic(work / ERROR_JSON, json.dumps({"code": exc.code, "message": exc.message}).encode())
@@ -141,8 +150,10 @@ def show_images(run: NotebookRun) -> Any:
 
     panels: list[tuple[str, Image.Image]] = [("content", run.content)]
     if run.spec.kind is JobKind.nst:
-        panels += [(f"style {i + 1} (weight {w:.2f})", s)
-                   for i, (s, w) in enumerate(zip(run.styles, run.spec.weights, strict=True))]
+        panels += [
+            (f"style {i + 1} (weight {w:.2f})", s)
+            for i, (s, w) in enumerate(zip(run.styles, run.spec.weights, strict=True))
+        ]
         panels.append(("result", run.result.image))
     elif run.spec.kind is JobKind.gallery:
         blend = ", ".join(f"{i}:{w:g}" for i, w in (run.spec.gallery or {}).items())

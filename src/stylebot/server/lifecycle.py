@@ -121,9 +121,16 @@ class JobRecorder:
         if record.status.finished or (stored is not None and stored.status.finished):
             return False
         record.attempts = max(record.attempts, stored.attempts if stored else 0) + 1
-        record.status = record.status.model_copy(update={
-            "state": JobState.running, "position": None, "started_at": time.time(), "progress": 0.0,
-            "eta_s": None, "stage": None})
+        record.status = record.status.model_copy(
+            update={
+                "state": JobState.running,
+                "position": None,
+                "started_at": time.time(),
+                "progress": 0.0,
+                "eta_s": None,
+                "stage": None,
+            }
+        )
         self._last_persist[record.spec.job_id] = time.monotonic()
         await self.store.save(record)
         return True
@@ -144,9 +151,14 @@ class JobRecorder:
         """Apply one progress event (on the event loop's thread)."""
         if record.status.state is not JobState.running:
             return
-        record.status = record.status.model_copy(update={
-            "progress": min(1.0, max(0.0, float(progress.fraction))), "eta_s": progress.eta_s,
-            "stage": progress.stage, "losses": progress.losses or record.status.losses})
+        record.status = record.status.model_copy(
+            update={
+                "progress": min(1.0, max(0.0, float(progress.fraction))),
+                "eta_s": progress.eta_s,
+                "stage": progress.stage,
+                "losses": progress.losses or record.status.losses,
+            }
+        )
         job_id = record.spec.job_id
         if progress.preview:
             self._pending_preview[job_id] = progress.preview
@@ -166,8 +178,9 @@ class JobRecorder:
         job_id = record.spec.job_id
         while (data := self._pending_preview.pop(job_id, None)) is not None:
             try:
-                key = await self.storage.put(data, scope=record.spec.owner, name=PREVIEW_NAME,
-                                             content_type="image/jpeg")
+                key = await self.storage.put(
+                    data, scope=record.spec.owner, name=PREVIEW_NAME, content_type="image/jpeg"
+                )
             except Exception:
                 log.warning("could not store a preview for job %s", job_id, exc_info=True)
                 return
@@ -207,8 +220,9 @@ class JobRecorder:
             return await self.finish(record, JobState.cancelled)
         if isinstance(outcome, BaseException):
             return await self.finish(record, JobState.failed, error=error_for(outcome))
-        return await self.finish(record, JobState.done, result_key=outcome.result_key,
-                                 losses=outcome.losses, progress=1.0)
+        return await self.finish(
+            record, JobState.done, result_key=outcome.result_key, losses=outcome.losses, progress=1.0
+        )
 
     async def finish(self, record: JobRecord, state: JobState, **changes: Any) -> JobStatus:
         """Write the final state, unless the job already has one (which is then returned)."""
@@ -225,8 +239,15 @@ class JobRecorder:
             if stored is not None and stored.status.finished:
                 record.status = stored.status
                 return record.status
-            final = record.status.model_copy(update={
-                "state": state, "finished_at": time.time(), "eta_s": None, "position": None, **changes})
+            final = record.status.model_copy(
+                update={
+                    "state": state,
+                    "finished_at": time.time(),
+                    "eta_s": None,
+                    "position": None,
+                    **changes,
+                }
+            )
             await self.store.save(record.model_copy(update={"status": final}))
             record.status = final  # durable before anyone is told
         self._locks.pop(job_id, None)
@@ -243,8 +264,15 @@ class JobLifecycle(JobRecorder):
 
     live_status = True
 
-    def __init__(self, storage: Storage, settings: Settings, *, per_owner_limit: int | None = None,
-                 queue_size: int | None = None, persist_every_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        settings: Settings,
+        *,
+        per_owner_limit: int | None = None,
+        queue_size: int | None = None,
+        persist_every_s: float = 5.0,
+    ) -> None:
         super().__init__(storage, settings, persist_every_s=persist_every_s)
         self.per_owner_limit = per_owner_limit or settings.per_owner_limit
         self.queue_size = queue_size or settings.queue_size
@@ -293,8 +321,15 @@ class JobLifecycle(JobRecorder):
         for record in await self.store.all():
             if record.status.finished or record.spec.job_id in self.active:
                 continue
-            record.status = record.status.model_copy(update={
-                "state": JobState.queued, "progress": 0.0, "eta_s": None, "stage": None, "position": None})
+            record.status = record.status.model_copy(
+                update={
+                    "state": JobState.queued,
+                    "progress": 0.0,
+                    "eta_s": None,
+                    "stage": None,
+                    "position": None,
+                }
+            )
             await self.store.save(record)
             self._admitted(record)
             recovered += 1
@@ -338,7 +373,9 @@ class JobLifecycle(JobRecorder):
             raise JobClientError("invalid", "owner must be 1-64 characters of [A-Za-z0-9_.:-]", field="owner")
         try:
             img = await asyncio.to_thread(
-                load_image, data, max_pixels=self.settings.max_input_pixels,
+                load_image,
+                data,
+                max_pixels=self.settings.max_input_pixels,
                 max_bytes=self.settings.max_upload_bytes,
             )
             encoded = await asyncio.to_thread(encode_image, img, "JPEG")
@@ -370,8 +407,9 @@ class JobLifecycle(JobRecorder):
         for field_name, key in keys:
             if not self.storage.is_data_key_of(key, spec.owner):
                 raise JobClientError(
-                    "foreign_key", f"{field_name}: this image belongs to someone else or is not an input; "
-                    "upload it first", field=field_name,
+                    "foreign_key",
+                    f"{field_name}: this image belongs to someone else or is not an input; upload it first",
+                    field=field_name,
                 )
             try:
                 found = await self.storage.exists(key)
@@ -412,12 +450,15 @@ class JobLifecycle(JobRecorder):
                 )
             if self.queue_lengths().get(lane, 0) >= self.queue_size:
                 raise JobClientError(
-                    "busy", "The style service is busy right now; please try again in a minute.",
+                    "busy",
+                    "The style service is busy right now; please try again in a minute.",
                     retry_after=max(5.0, round(self._mean_run_s.get(lane, 30.0))),
                 )
             await self.check_inputs(spec)
-            record = JobRecord(spec=spec, status=JobStatus(
-                job_id=spec.job_id, owner=spec.owner, kind=spec.kind, state=JobState.queued))
+            record = JobRecord(
+                spec=spec,
+                status=JobStatus(job_id=spec.job_id, owner=spec.owner, kind=spec.kind, state=JobState.queued),
+            )
             await self.store.save(record)
             self._admitted(record)
         return await self.status(spec.job_id)
@@ -538,18 +579,21 @@ class JobLifecycle(JobRecorder):
             raise JobClientError("not_ready", "There is no image to finish with yet; try again in a moment.")
         spec = record.spec
         try:
-            latest, content = await asyncio.gather(self.storage.get(status.preview_key),
-                                                   self.storage.get(spec.content_key))
+            latest, content = await asyncio.gather(
+                self.storage.get(status.preview_key), self.storage.get(spec.content_key)
+            )
             data = await asyncio.to_thread(_full_size, latest, content, spec.params.size)
-            result_key = await self.storage.put(data, scope=spec.owner, name=RESULT_NAME,
-                                                content_type="image/jpeg")
+            result_key = await self.storage.put(
+                data, scope=spec.owner, name=RESULT_NAME, content_type="image/jpeg"
+            )
         except KeyNotFoundError:  # the preview was replaced meanwhile: take the newer one
             return await self.finish_now(job_id)
         if not self.live_status:  # the worker writes the record elsewhere: start from the latest
             latest_record = await self._record(job_id)
             record.status, record.previews = latest_record.status, latest_record.previews
-        final = await self.finish(record, JobState.done, result_key=result_key, progress=1.0,
-                                  stage="finished early")
+        final = await self.finish(
+            record, JobState.done, result_key=result_key, progress=1.0, stage="finished early"
+        )
         if final.result_key == result_key:
             self.metrics.finish_now.inc()
         else:  # it ended on its own meanwhile: that result stands
@@ -564,8 +608,11 @@ class JobLifecycle(JobRecorder):
         counts = collections.Counter(r.status.state.value for r in self.active.values())
         counts.update(self._finished_counts)
         previews = self._previews_of_finished + sum(r.previews for r in self.active.values())
-        return {"queues": {lane.value: n for lane, n in self.queue_lengths().items()},
-                "jobs": dict(counts), "previews": previews}
+        return {
+            "queues": {lane.value: n for lane, n in self.queue_lengths().items()},
+            "jobs": dict(counts),
+            "previews": previews,
+        }
 
     def render_metrics(self) -> tuple[bytes, str]:
         return self.metrics.render()

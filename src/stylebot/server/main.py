@@ -23,8 +23,7 @@ def is_loopback(host: str) -> bool:
 def check_exposure(host: str, settings: Settings) -> str | None:
     """Why the server must not start, or None. Beyond loopback a bearer token is required."""
     if settings.ml_server_token is None and not is_loopback(host):
-        return (f"refusing to listen on {host} without a token: set ML_SERVER_TOKEN, "
-                "or bind to 127.0.0.1")
+        return f"refusing to listen on {host} without a token: set ML_SERVER_TOKEN, or bind to 127.0.0.1"
     if settings.ml_server_token is not None and len(settings.ml_server_token.get_secret_value()) < 16:
         return "ML_SERVER_TOKEN is too short; use at least 16 random characters"
     return None

@@ -37,8 +37,9 @@ class _StateCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         state = self._source()
-        queues = GaugeMetricFamily("stylebot_queue_length", "Jobs waiting for a worker, per lane",
-                                   labels=["lane"])
+        queues = GaugeMetricFamily(
+            "stylebot_queue_length", "Jobs waiting for a worker, per lane", labels=["lane"]
+        )
         for lane in LANES:
             queues.add_metric([lane], state["queues"].get(lane, 0))
         yield queues
@@ -50,27 +51,37 @@ class _StateCollector(Collector):
         for job_state in JobState:
             jobs.add_metric([job_state.value], state["jobs"].get(job_state.value, 0))
         yield jobs
-        yield CounterMetricFamily("stylebot_previews", "Live previews stored for users to see",
-                                  value=state["previews"])
+        yield CounterMetricFamily(
+            "stylebot_previews", "Live previews stored for users to see", value=state["previews"]
+        )
 
 
 class ServiceMetrics:
     def __init__(self, source: StateSource) -> None:
         self.registry = CollectorRegistry()
         self.job_duration = Histogram(
-            "stylebot_job_duration_seconds", "Run time of jobs that ended done (running → done)",
-            ["kind", "preset"], buckets=DURATION_BUCKETS, registry=self.registry,
+            "stylebot_job_duration_seconds",
+            "Run time of jobs that ended done (running → done)",
+            ["kind", "preset"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
         )
         self.job_wait = Histogram(
-            "stylebot_job_wait_seconds", "Time from submit to a worker starting the job",
-            ["lane"], buckets=WAIT_BUCKETS, registry=self.registry,
+            "stylebot_job_wait_seconds",
+            "Time from submit to a worker starting the job",
+            ["lane"],
+            buckets=WAIT_BUCKETS,
+            registry=self.registry,
         )
         self.jobs_finished = Counter(
-            "stylebot_jobs_finished", "Jobs that reached a final state", ["kind", "state"],
+            "stylebot_jobs_finished",
+            "Jobs that reached a final state",
+            ["kind", "state"],
             registry=self.registry,
         )
         self.finish_now = Counter(
-            "stylebot_finish_now", "Refinements ended early with their latest image (finish now)",
+            "stylebot_finish_now",
+            "Refinements ended early with their latest image (finish now)",
             registry=self.registry,
         )
         self.registry.register(_StateCollector(source))

@@ -75,9 +75,15 @@ class _Worker:
         if record is None:
             return {}
         token = CancelToken()
-        task = asyncio.ensure_future(run_job(
-            record.spec, self.storage, self.settings, on_progress=self.recorder.progress_callback(record),
-            cancel=token))
+        task = asyncio.ensure_future(
+            run_job(
+                record.spec,
+                self.storage,
+                self.settings,
+                on_progress=self.recorder.progress_callback(record),
+                cancel=token,
+            )
+        )
         outcome: Any
         try:
             outcome = await asyncio.shield(task)
@@ -116,8 +122,9 @@ class FastWorker(_Worker):
         if not todo:
             return results
         try:
-            outcomes: list[Any] = await run_cyclegan_batch([r.spec for _, r in todo], self.storage,
-                                                           self.settings)
+            outcomes: list[Any] = await run_cyclegan_batch(
+                [r.spec for _, r in todo], self.storage, self.settings
+            )
         except Exception as exc:  # the whole batch failed: every job in it fails the same way
             outcomes = [exc] * len(todo)
         for (i, record), outcome in zip(todo, outcomes, strict=True):
@@ -138,8 +145,9 @@ class RayJobBackend(JobLifecycle):
 
     live_status = False
 
-    def __init__(self, storage: Any, settings: Settings, refine: DeploymentHandle,
-                 fast: DeploymentHandle) -> None:
+    def __init__(
+        self, storage: Any, settings: Settings, refine: DeploymentHandle, fast: DeploymentHandle
+    ) -> None:
         super().__init__(storage, settings)
         self.handles = {Lane.long: refine, Lane.fast: fast}
         self._responses: dict[str, DeploymentResponse] = {}
@@ -281,16 +289,32 @@ def build_app(settings: Settings, *, gpus: float | None = None) -> Any:
         gpus = ray.cluster_resources().get("GPU", 0.0) if ray.is_initialized() else 0.0
     payload = settings_payload(settings)
     max_replicas = settings.ray_max_replicas
-    refine = _as_deployment(RefineWorker).options(
-        ray_actor_options={"num_gpus": 1 if gpus else 0, "num_cpus": 1},
-        autoscaling_config={"min_replicas": 1, "max_replicas": max_replicas, "target_ongoing_requests": 1,
-                            "upscale_delay_s": 5, "downscale_delay_s": 120},
-    ).bind(payload)
-    fast = _as_deployment(FastWorker).options(
-        ray_actor_options={"num_gpus": 0.5 if gpus else 0, "num_cpus": 1},
-        autoscaling_config={"min_replicas": 1, "max_replicas": max_replicas,
-                            "target_ongoing_requests": settings.cyclegan_max_batch},
-    ).bind(payload)
+    refine = (
+        _as_deployment(RefineWorker)
+        .options(
+            ray_actor_options={"num_gpus": 1 if gpus else 0, "num_cpus": 1},
+            autoscaling_config={
+                "min_replicas": 1,
+                "max_replicas": max_replicas,
+                "target_ongoing_requests": 1,
+                "upscale_delay_s": 5,
+                "downscale_delay_s": 120,
+            },
+        )
+        .bind(payload)
+    )
+    fast = (
+        _as_deployment(FastWorker)
+        .options(
+            ray_actor_options={"num_gpus": 0.5 if gpus else 0, "num_cpus": 1},
+            autoscaling_config={
+                "min_replicas": 1,
+                "max_replicas": max_replicas,
+                "target_ongoing_requests": settings.cyclegan_max_batch,
+            },
+        )
+        .bind(payload)
+    )
     return _as_deployment(Ingress).options(ray_actor_options={"num_cpus": 0}).bind(payload, refine, fast)
 
 
@@ -329,8 +353,10 @@ def serve_main(host: str, port: int, settings: Settings) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda signum, _frame: stop.set())
         log.info("Ray Serve ready on http://%s:%d in %.1f s", host, port, time.monotonic() - started)
-        print(f"stylebot server (ray) ready on http://{host}:{port} in {time.monotonic() - started:.1f} s",
-              flush=True)
+        print(
+            f"stylebot server (ray) ready on http://{host}:{port} in {time.monotonic() - started:.1f} s",
+            flush=True,
+        )
         while not stop.wait(1.0):
             pass
         print("stylebot server (ray): stopping", flush=True)

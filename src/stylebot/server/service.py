@@ -75,8 +75,11 @@ class JobService(JobLifecycle):
         self._wakeup = {lane: asyncio.Condition() for lane in Lane}
         await super().start()
         counts = {Lane.long: self.workers, Lane.fast: self.fast_workers}
-        self._tasks = [asyncio.create_task(self._worker(lane, i), name=f"stylebot-{lane}-worker-{i}")
-                       for lane, n in counts.items() for i in range(n)]
+        self._tasks = [
+            asyncio.create_task(self._worker(lane, i), name=f"stylebot-{lane}-worker-{i}")
+            for lane, n in counts.items()
+            for i in range(n)
+        ]
 
     async def stop(self) -> None:
         """Stop workers; running jobs stay recorded as running and resume on the next start."""
@@ -153,8 +156,13 @@ class JobService(JobLifecycle):
         self.observe_start(record)
         outcome: Any
         try:
-            outcome = await self.runner(record.spec, self.storage, self.settings,
-                                        on_progress=self.progress_callback(record), cancel=token)
+            outcome = await self.runner(
+                record.spec,
+                self.storage,
+                self.settings,
+                on_progress=self.progress_callback(record),
+                cancel=token,
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -31,7 +31,6 @@ __all__ = [
 ]
 
 
-
 def make_storage(settings: Settings) -> Storage:
     """S3Storage when ``settings.s3_bucket`` is set, else LocalStorage at ``settings.storage_dir``."""
     retention_hours = settings.retention_hours

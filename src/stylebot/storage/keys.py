@@ -118,7 +118,7 @@ class KeyLayout:
             head = self.prefix.split("/")
             if parts[: len(head)] != head:
                 raise InvalidKeyError("key is outside this storage's prefix")
-            parts = parts[len(head):]
+            parts = parts[len(head) :]
         return parts
 
     def classify(self, key: str) -> KeyKind:

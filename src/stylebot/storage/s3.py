@@ -36,8 +36,14 @@ from stylebot.storage.base import (
 from stylebot.storage.keys import KeyKind, KeyLayout
 
 _AUTH_CODES = {
-    "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidClientTokenId",
-    "ExpiredToken", "InvalidToken", "403", "Forbidden",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "InvalidClientTokenId",
+    "ExpiredToken",
+    "InvalidToken",
+    "403",
+    "Forbidden",
 }
 _MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound"}
 _DELETE_BATCH = 1000
@@ -128,18 +134,22 @@ class S3Storage:
             if code in _MISSING_KEY_CODES and key is not None:
                 return KeyNotFoundError(key)
             if code in _AUTH_CODES:
-                return StorageAuthError(self._clean(
-                    f"S3 rejected the credentials for {where} ({code}); check AWS_ACCESS_KEY_ID "
-                    "and AWS_SECRET_ACCESS_KEY"
-                ))
+                return StorageAuthError(
+                    self._clean(
+                        f"S3 rejected the credentials for {where} ({code}); check AWS_ACCESS_KEY_ID "
+                        "and AWS_SECRET_ACCESS_KEY"
+                    )
+                )
             return StorageError(self._clean(f"S3 {operation} failed for {where}: {code or 'error'}"))
         if isinstance(exc, NoCredentialsError):
             return StorageAuthError(f"no S3 credentials configured for {where}")
         if isinstance(exc, _UNREACHABLE):
-            return StorageUnavailableError(self._clean(
-                f"S3 endpoint {self._where()} is unreachable ({type(exc).__name__}) after "
-                f"{self.max_attempts} attempts; {operation} of bucket {self.bucket!r} did not complete"
-            ))
+            return StorageUnavailableError(
+                self._clean(
+                    f"S3 endpoint {self._where()} is unreachable ({type(exc).__name__}) after "
+                    f"{self.max_attempts} attempts; {operation} of bucket {self.bucket!r} did not complete"
+                )
+            )
         return StorageError(self._clean(f"S3 {operation} failed for {where}: {type(exc).__name__}"))
 
     def _clean(self, message: str) -> str:
@@ -221,7 +231,7 @@ class S3Storage:
                 doomed.append(key)
         async with self._client("expiry") as s3:
             for start in range(0, len(doomed), _DELETE_BATCH):
-                batch = doomed[start:start + _DELETE_BATCH]
+                batch = doomed[start : start + _DELETE_BATCH]
                 await s3.delete_objects(
                     Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
                 )
