@@ -288,3 +288,24 @@ def run_like_onnx(
         x = torch.from_numpy(np.ascontiguousarray(content.transpose(0, 3, 1, 2))).to(device)
         s = torch.from_numpy(np.ascontiguousarray(style.reshape(style.shape[0], STYLE_DIM))).to(device)
         return model(x, s).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@dataclass(frozen=True)
+class _InputName:
+    name: str
+
+
+class SessionLike:
+    """The module behind onnxruntime's ``get_inputs()``/``run()`` interface (NHWC arrays in and
+    out), so the product's own pre- and post-processing (``stylebot.ml.feedforward.transform``)
+    drives it exactly as it drives the ONNX session."""
+
+    def __init__(self, model: StyleTransformer, device: str = "cpu") -> None:
+        self.model = model.to(device)
+        self.device = device
+
+    def get_inputs(self) -> list[_InputName]:
+        return [_InputName("content_image"), _InputName("style_vector")]
+
+    def run(self, output_names: object, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        return [run_like_onnx(self.model, feeds["content_image"], feeds["style_vector"], self.device)]

@@ -1,0 +1,97 @@
+"""The PyTorch rebuild of the arbitrary-style transformer (benchmarks/feedforward_torch.py) against
+onnxruntime on the original file, both driven by the product's own ``feedforward.transform``.
+
+The rebuild lives in the repository's ``benchmarks/`` folder, not in the package, so this module
+puts that folder on ``sys.path`` to import it.
+
+Why the second test's bound is not a flat 2 grey levels: the original int8 graph rounds its
+per-channel instance-norm statistics (mean, variance, 1/std) to a few int8 steps, so a one-ulp
+difference early on can flip one of them and shift a whole channel. Onnxruntime itself, given the
+same photo with 0.1% of its sub-pixels nudged by ±1 (invisible), moves its result by 2.9–3.9 grey
+levels on average on the bundled photos; the rebuild lands 0.05–3.8 from it (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stylebot.assets import sample_path
+from stylebot.ml import feedforward as ff
+from stylebot.ml import weights
+from stylebot.ml.names import ARBITRARY_PREDICT, ARBITRARY_TRANSFORM
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import feedforward_torch
+
+# ORT's own run-to-run spread under an invisible input change varies by about ±20% with the
+# nudged pixels (2.97–3.45 on this photo over four seeds), hence the margin on one sample of it.
+NOISE_FLOOR_MARGIN = 1.25
+
+
+def _pixels(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB"), dtype=np.float64)
+
+
+def _mean_diff(a: Image.Image, b: Image.Image) -> float:
+    return float(np.abs(_pixels(a) - _pixels(b)).mean())
+
+
+def _nudged(img: Image.Image, fraction: float = 0.001, seed: int = 0) -> Image.Image:
+    """``img`` with ``fraction`` of its sub-pixels moved by ±1 grey level."""
+    rng = np.random.default_rng(seed)
+    values = np.asarray(img, dtype=np.int16).copy()
+    mask = rng.random(values.shape) < fraction
+    values[mask] += rng.choice(np.array([-1, 1], dtype=np.int16), int(mask.sum()))
+    return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def runtimes(feedforward_models_dir: Path) -> dict[str, Any]:
+    path = weights.model_path(ARBITRARY_TRANSFORM, feedforward_models_dir)
+    return {
+        "onnxruntime": weights.load_feedforward(ARBITRARY_TRANSFORM, models_dir=feedforward_models_dir),
+        "fake_quant": feedforward_torch.SessionLike(
+            feedforward_torch.load_style_transformer(path, fake_quant=True)
+        ),
+        "float": feedforward_torch.SessionLike(feedforward_torch.load_style_transformer(path)),
+    }
+
+
+@pytest.fixture(scope="module")
+def brick_vector(feedforward_models_dir: Path) -> np.ndarray:
+    predictor = weights.load_feedforward(ARBITRARY_PREDICT, models_dir=feedforward_models_dir)
+    return ff.style_vector(predictor, Image.open(sample_path("texture_brick.jpg")))
+
+
+@pytest.fixture(scope="module")
+def chelsea() -> Image.Image:
+    return Image.open(sample_path("chelsea.jpg")).convert("RGB")
+
+
+def test_rebuild_matches_onnxruntime_at_384(
+    runtimes: dict[str, Any], brick_vector: np.ndarray, chelsea: Image.Image
+) -> None:
+    photo = ff.fit_long_side(chelsea, 384)
+    reference = ff.transform(runtimes["onnxruntime"], photo, brick_vector)
+    assert _mean_diff(ff.transform(runtimes["fake_quant"], photo, brick_vector), reference) <= 2.0  # 0.05
+    # Float activations drift further (3.8 here, 3.3–5.9 over the bundled photos and styles): the
+    # reason the fake-quant mode exists. The bound only guards the float path from breaking.
+    assert _mean_diff(ff.transform(runtimes["float"], photo, brick_vector), reference) <= 8.0
+
+
+def test_rebuild_is_fully_convolutional_and_within_onnxruntimes_own_noise(
+    runtimes: dict[str, Any], brick_vector: np.ndarray, chelsea: Image.Image
+) -> None:
+    photo = chelsea.resize((320, 256), Image.Resampling.LANCZOS)
+    ort = runtimes["onnxruntime"]
+    reference = ff.transform(ort, photo, brick_vector)
+    rebuilt = ff.transform(runtimes["fake_quant"], photo, brick_vector)
+    assert rebuilt.size == photo.size
+    noise_floor = _mean_diff(ff.transform(ort, _nudged(photo), brick_vector), reference)  # 3.1
+    assert _mean_diff(rebuilt, reference) <= max(2.0, NOISE_FLOOR_MARGIN * noise_floor)  # 2.98
