@@ -73,18 +73,22 @@ def photo(long_side: int) -> Image.Image:
     return ff.fit_long_side(Image.open(sample_path("chelsea.jpg")).convert("RGB"), long_side)
 
 
-def seconds(fn: Callable[[], object], runs: int, device: str) -> float:
-    fn()  # warm-up: first-call allocations, oneDNN/cuDNN kernel choice
-    times = []
+def seconds(fns: dict[str, Callable[[], object]], runs: int, device: str) -> dict[str, float]:
+    """Median seconds per call of each function. The calls take turns (one of each per round) so
+    that a change in the machine's load during the run hits all of them alike."""
+    for fn in fns.values():
+        fn()  # warm-up: first-call allocations, oneDNN/cuDNN kernel choice
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(runs):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            if device == "cuda":
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+            fn()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def pixels(img: Image.Image) -> np.ndarray:
@@ -120,10 +124,11 @@ def speed(runtimes: dict[str, Any], vector: np.ndarray, sizes: list[int], runs: 
     print(f"{'size':12}{header}{'float/ort':>11}{'fq/ort':>9}")
     for side in sizes:
         image = photo(side)
-        t = {
-            n: seconds(lambda n=n, image=image: ff.transform(runtimes[n], image, vector), runs, device)
-            for n in RUNTIMES
-        }
+        t = seconds(
+            {n: lambda n=n, image=image: ff.transform(runtimes[n], image, vector) for n in RUNTIMES},
+            runs,
+            device,
+        )
         ort = t["onnxruntime"]
         cells = "".join(f"{t[n]:18.3f}" for n in RUNTIMES)
         ratios = f"{t['torch float'] / ort:11.2f}{t['torch fake-quant'] / ort:9.2f}"
@@ -140,31 +145,27 @@ def batching(runtimes: dict[str, Any], vector: np.ndarray, side: int, runs: int,
     print(f"{'':18}{'4 one by one':>14}{'batch of 4':>12}{'batch/serial':>14}")
     ort = runtimes["onnxruntime"]
     names = [i.name for i in ort.get_inputs()]
-    serial = seconds(
-        lambda: [
+
+    def ort_one_by_one() -> None:
+        for i in range(BATCH):
             ort.run(None, dict(zip(names, (contents[i : i + 1], vectors[i : i + 1]), strict=True)))
-            for i in range(BATCH)
-        ],
-        runs,
-        device,
-    )
-    print(f"{'onnxruntime':18}{serial / BATCH:14.3f}{'-':>12}{'-':>14}")
+
+    def torch_one_by_one(model: torch.nn.Module) -> None:
+        for i in range(BATCH):
+            feedforward_torch.run_like_onnx(model, contents[i : i + 1], vectors[i : i + 1], device)
+
+    fns: dict[str, Callable[[], object]] = {"onnxruntime": ort_one_by_one}
     for name in RUNTIMES[1:]:
         model = runtimes[name].model
-        one_by_one = seconds(
-            lambda model=model: [
-                feedforward_torch.run_like_onnx(model, contents[i : i + 1], vectors[i : i + 1], device)
-                for i in range(BATCH)
-            ],
-            runs,
-            device,
+        fns[f"{name} serial"] = lambda model=model: torch_one_by_one(model)
+        fns[f"{name} batch"] = lambda model=model: feedforward_torch.run_like_onnx(
+            model, contents, vectors, device
         )
-        batched = seconds(
-            lambda model=model: feedforward_torch.run_like_onnx(model, contents, vectors, device),
-            runs,
-            device,
-        )
-        print(f"{name:18}{one_by_one / BATCH:14.3f}{batched / BATCH:12.3f}{batched / one_by_one:14.2f}")
+    t = seconds(fns, runs, device)
+    print(f"{'onnxruntime':18}{t['onnxruntime'] / BATCH:14.3f}{'-':>12}{'-':>14}")
+    for name in RUNTIMES[1:]:
+        serial, batched = t[f"{name} serial"], t[f"{name} batch"]
+        print(f"{name:18}{serial / BATCH:14.3f}{batched / BATCH:12.3f}{batched / serial:14.2f}")
 
 
 def memory_child(name: str, models: Path, side: int, device: str, threads: int) -> None:
