@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -124,11 +125,7 @@ def speed(runtimes: dict[str, Any], vector: np.ndarray, sizes: list[int], runs: 
     print(f"{'size':12}{header}{'float/ort':>11}{'fq/ort':>9}")
     for side in sizes:
         image = photo(side)
-        t = seconds(
-            {n: lambda n=n, image=image: ff.transform(runtimes[n], image, vector) for n in RUNTIMES},
-            runs,
-            device,
-        )
+        t = seconds({n: partial(ff.transform, runtimes[n], image, vector) for n in RUNTIMES}, runs, device)
         ort = t["onnxruntime"]
         cells = "".join(f"{t[n]:18.3f}" for n in RUNTIMES)
         ratios = f"{t['torch float'] / ort:11.2f}{t['torch fake-quant'] / ort:9.2f}"
@@ -150,17 +147,15 @@ def batching(runtimes: dict[str, Any], vector: np.ndarray, side: int, runs: int,
         for i in range(BATCH):
             ort.run(None, dict(zip(names, (contents[i : i + 1], vectors[i : i + 1]), strict=True)))
 
-    def torch_one_by_one(model: torch.nn.Module) -> None:
+    def torch_one_by_one(model: feedforward_torch.StyleTransformer) -> None:
         for i in range(BATCH):
             feedforward_torch.run_like_onnx(model, contents[i : i + 1], vectors[i : i + 1], device)
 
     fns: dict[str, Callable[[], object]] = {"onnxruntime": ort_one_by_one}
     for name in RUNTIMES[1:]:
         model = runtimes[name].model
-        fns[f"{name} serial"] = lambda model=model: torch_one_by_one(model)
-        fns[f"{name} batch"] = lambda model=model: feedforward_torch.run_like_onnx(
-            model, contents, vectors, device
-        )
+        fns[f"{name} serial"] = partial(torch_one_by_one, model)
+        fns[f"{name} batch"] = partial(feedforward_torch.run_like_onnx, model, contents, vectors, device)
     t = seconds(fns, runs, device)
     print(f"{'onnxruntime':18}{t['onnxruntime'] / BATCH:14.3f}{'-':>12}{'-':>14}")
     for name in RUNTIMES[1:]:
