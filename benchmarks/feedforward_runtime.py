@@ -149,13 +149,15 @@ def batching(runtimes: dict[str, Any], vector: np.ndarray, side: int, runs: int,
 
     def torch_one_by_one(model: feedforward_torch.StyleTransformer) -> None:
         for i in range(BATCH):
-            feedforward_torch.run_like_onnx(model, contents[i : i + 1], vectors[i : i + 1], device)
+            feedforward_torch.run_like_onnx(model, contents[i : i + 1], vectors[i : i + 1], device=device)
 
     fns: dict[str, Callable[[], object]] = {"onnxruntime": ort_one_by_one}
     for name in RUNTIMES[1:]:
         model = runtimes[name].model
         fns[f"{name} serial"] = partial(torch_one_by_one, model)
-        fns[f"{name} batch"] = partial(feedforward_torch.run_like_onnx, model, contents, vectors, device)
+        fns[f"{name} batch"] = partial(
+            feedforward_torch.run_like_onnx, model, contents, vectors, device=device
+        )
     t = seconds(fns, runs, device)
     print(f"{'onnxruntime':18}{t['onnxruntime'] / BATCH:14.3f}{'-':>12}{'-':>14}")
     for name in RUNTIMES[1:]:

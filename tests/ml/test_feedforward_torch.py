@@ -1,5 +1,6 @@
-"""The PyTorch rebuild of the arbitrary-style transformer (benchmarks/feedforward_torch.py) against
-onnxruntime on the original file, both driven by the product's own ``feedforward.transform``.
+"""The PyTorch rebuilds of the arbitrary-style pair (benchmarks/feedforward_torch.py) against
+onnxruntime on the original files, both driven by the product's own ``feedforward.transform`` and
+``feedforward.style_vector``.
 
 The rebuild lives in the repository's ``benchmarks/`` folder, not in the package, so this module
 puts that folder on ``sys.path`` to import it.
@@ -95,3 +96,22 @@ def test_rebuild_is_fully_convolutional_and_within_onnxruntimes_own_noise(
     assert rebuilt.size == photo.size
     noise_floor = _mean_diff(ff.transform(ort, _nudged(photo), brick_vector), reference)  # 3.1
     assert _mean_diff(rebuilt, reference) <= max(2.0, NOISE_FLOOR_MARGIN * noise_floor)  # 2.98
+
+
+def test_rebuilt_predictor_matches_onnxruntime(
+    feedforward_models_dir: Path, brick_vector: np.ndarray
+) -> None:
+    path = weights.model_path(ARBITRARY_PREDICT, feedforward_models_dir)
+    fake_quant = feedforward_torch.load_style_predictor(path, fake_quant=True)
+    points = fake_quant.quantize.points
+    assert points is not None
+    step = points[feedforward_torch.PREDICTOR_OUTPUT_QUANT].scale
+    style = Image.open(sample_path("texture_brick.jpg"))
+    vector = ff.style_vector(feedforward_torch.SessionLike(fake_quant), style)
+    # Within 3 int8 steps of the output everywhere (measured 2); the rounding cascade of the
+    # transformer keeps it from being bit-exact (onnxruntime on a nudged crop: 36% of entries move).
+    assert np.abs(vector - brick_vector).max() <= 3 * step
+    floats = ff.style_vector(
+        feedforward_torch.SessionLike(feedforward_torch.load_style_predictor(path)), style
+    )
+    assert np.linalg.norm(floats - brick_vector) <= 0.1 * np.linalg.norm(brick_vector)  # 0.02
