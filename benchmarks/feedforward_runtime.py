@@ -8,7 +8,8 @@ chelsea.jpg scaled to the given long side with the style vector of texture_brick
 Prints plain tables: accuracy at 384 px (mean and max |diff| in grey levels against onnxruntime,
 and onnxruntime's own change when 0.1% of the photo's sub-pixels move by ±1), seconds per image
 (median of --runs after one warm-up) at 512/1024/2048 px, peak memory of one 2048-px pass (each
-runtime in its own subprocess, VmHWM from /proc), and a batch of 4 at 512 px vs 4 one by one.
+runtime in its own subprocess, VmHWM from /proc), a batch of 4 at 512 px vs 4 one by one, and the
+style predictor (its vector against onnxruntime's, seconds per 256-px crop).
 
     PYTHONPATH=src .venv/bin/python benchmarks/feedforward_runtime.py            # ~3 min on 2 cores
     PYTHONPATH=src .venv/bin/python benchmarks/feedforward_runtime.py --quick    # small sizes
@@ -165,6 +166,33 @@ def batching(runtimes: dict[str, Any], vector: np.ndarray, side: int, runs: int,
         print(f"{name:18}{serial / BATCH:14.3f}{batched / BATCH:12.3f}{batched / serial:14.2f}")
 
 
+def predictor(models: Path, runs: int, device: str) -> None:
+    """The style predictor on one 256-px crop of texture_brick.jpg: the vector against onnxruntime's
+    (in int8 steps of the graph's output) and seconds per crop."""
+    path = weights.model_path(ARBITRARY_PREDICT, models)
+    fake_quant = feedforward_torch.load_style_predictor(path, fake_quant=True)
+    assert fake_quant.quantize.points is not None
+    step = fake_quant.quantize.points[feedforward_torch.PREDICTOR_OUTPUT_QUANT].scale
+    predictors: dict[str, Any] = {
+        "onnxruntime": weights.load_feedforward(ARBITRARY_PREDICT, models_dir=models, device=device),
+        "torch float": feedforward_torch.SessionLike(feedforward_torch.load_style_predictor(path), device),
+        "torch fake-quant": feedforward_torch.SessionLike(fake_quant, device),
+    }
+    crop = ff.style_crops(Image.open(sample_path("texture_brick.jpg")))[0]
+    reference = ff.style_vector(predictors["onnxruntime"], crop)
+    vectors = {name: ff.style_vector(predictors[name], crop) for name in RUNTIMES[1:]}
+    vectors["onnxruntime, 0.1% sub-pixels ±1"] = ff.style_vector(predictors["onnxruntime"], nudged(crop))
+    t = seconds({n: partial(ff.style_vector, predictors[n], crop) for n in RUNTIMES}, runs, device)
+    print(f"\nStyle predictor, one 256x256 crop, {device}: the vector against onnxruntime's (int8 steps)")
+    print(f"{'':34}{'max steps':>10}{'entries off':>13}{'rel. L2':>9}{'seconds':>9}")
+    print(f"{'onnxruntime':34}{0:10.0f}{0:12.0f}%{0:9.3f}{t['onnxruntime']:9.3f}")
+    for name, vector in vectors.items():
+        steps = np.round(np.abs(vector - reference) / step)
+        rel = np.linalg.norm(vector - reference) / np.linalg.norm(reference)
+        cell = f"{t[name]:9.3f}" if name in t else f"{'-':>9}"
+        print(f"{name:34}{steps.max():10.0f}{np.mean(steps > 0) * 100:12.0f}%{rel:9.3f}{cell}")
+
+
 def memory_child(name: str, models: Path, side: int, device: str, threads: int) -> None:
     """Run in a fresh process: one pass at ``side``; print RSS before and peak (JSON)."""
     torch.set_num_threads(threads)
@@ -235,6 +263,7 @@ def main() -> None:
     accuracy(runtimes, vector, 384)
     speed(runtimes, vector, sizes, runs, args.device)
     batching(runtimes, vector, 256 if args.quick else 512, runs, args.device)
+    predictor(models, runs, args.device)
     memory(models, sizes[-1], args.device, args.threads)
     print(f"\ndone in {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.2f}")
 
