@@ -41,7 +41,7 @@ INT8_MIN, INT8_MAX = -128, 127
 
 # Graph tensor names (the TF op names the converter kept) of the fixed quantisation points.
 _INPUT_QUANT = "transformer/contract/MirrorPad_int8"
-_STYLE_QUANT = "mobilenet_conv/Conv/BiasAdd_int8"
+_STYLE_QUANT = "mobilenet_conv/Conv/BiasAdd_int8"  # the style input (named after the predictor's output)
 _OUTPUT_QUANT = "transformer/expand/conv3/conv/Sigmoid_int8"
 _EPSILON_ADD = "transformer/residual/residual1/conv1/StyleNorm/batchnorm/add_prequant"
 PREDICTOR_OUTPUT_QUANT = "mobilenet_conv/Conv/BiasAdd_int8"
