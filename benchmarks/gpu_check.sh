@@ -10,7 +10,9 @@
 #   3. feed-forward instant passes: seconds per image, and N at once vs one after another;
 #   4. NST refinement at 512 px: seconds per preset;
 #   5. the fast lane end to end: instant jobs idle and while a 512-px balanced refinement runs,
-#      on the local and the Ray backend.
+#      on the local and the Ray backend;
+#   6. only with RUNTIMES=1 (it takes the run past 5 minutes): onnxruntime vs the PyTorch rebuild
+#      of the arbitrary-style networks (benchmarks/feedforward_runtime.py) on the GPU.
 # Weights: random VGG19/CycleGAN in the official layouts (same compute as the real ones) and the
 # real feed-forward ONNX networks (pulled once into .cache/models).
 set -uo pipefail
@@ -56,5 +58,10 @@ PYEOF
 
 step "5. fast lane end to end (local and ray)"
 run 100 "$PY" benchmarks/fast_lane.py --device "$DEVICE" --runs 3
+
+if [[ "${RUNTIMES:-0}" == 1 ]]; then
+  step "6. feed-forward runtimes: onnxruntime vs the PyTorch rebuild"
+  run 180 "$PY" benchmarks/feedforward_runtime.py --device "$DEVICE" --runs 3
+fi
 
 printf '\n=== done in %d s\n' $((SECONDS - started))
