@@ -20,6 +20,7 @@ from backend_server import ServerProcess, finished, phone_jpeg, server_env, smal
 
 from stylebot.imaging import load_image
 from stylebot.jobs.store import JobStore
+from stylebot.storage.keys import scope_segment
 from stylebot.storage.local import LocalStorage
 
 pytestmark = pytest.mark.slow
@@ -184,7 +185,7 @@ def test_previews_change_as_the_job_goes_and_only_the_latest_is_kept(
     stored = [
         p
         for p in Path(server.storage_dir).rglob("preview.jpg")  # type: ignore[attr-defined]
-        if p.parent.name.startswith(who.replace(":", "_") + "-")
+        if p.parent.name.startswith(scope_segment(who) + "-")
     ]
     assert len(stored) == 1, stored  # storage keeps only the latest preview per job
 
