@@ -29,6 +29,7 @@ from stylebot.ml.names import ARBITRARY_PREDICT, ARBITRARY_TRANSFORM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import feedforward_torch
+from feedforward_runtime import nudged
 
 # ORT's own run-to-run spread under an invisible input change varies by about ±20% with the
 # nudged pixels (2.97–3.45 on this photo over four seeds), hence the margin on one sample of it.
@@ -41,15 +42,6 @@ def _pixels(img: Image.Image) -> np.ndarray:
 
 def _mean_diff(a: Image.Image, b: Image.Image) -> float:
     return float(np.abs(_pixels(a) - _pixels(b)).mean())
-
-
-def _nudged(img: Image.Image, fraction: float = 0.001, seed: int = 0) -> Image.Image:
-    """``img`` with ``fraction`` of its sub-pixels moved by ±1 grey level."""
-    rng = np.random.default_rng(seed)
-    values = np.asarray(img, dtype=np.int16).copy()
-    mask = rng.random(values.shape) < fraction
-    values[mask] += rng.choice(np.array([-1, 1], dtype=np.int16), int(mask.sum()))
-    return Image.fromarray(np.clip(values, 0, 255).astype(np.uint8))
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +86,7 @@ def test_rebuild_is_fully_convolutional_and_within_onnxruntimes_own_noise(
     reference = ff.transform(ort, photo, brick_vector)
     rebuilt = ff.transform(runtimes["fake_quant"], photo, brick_vector)
     assert rebuilt.size == photo.size
-    noise_floor = _mean_diff(ff.transform(ort, _nudged(photo), brick_vector), reference)  # 3.1
+    noise_floor = _mean_diff(ff.transform(ort, nudged(photo), brick_vector), reference)  # 3.1
     assert _mean_diff(rebuilt, reference) <= max(2.0, NOISE_FLOOR_MARGIN * noise_floor)  # 2.98
 
 
