@@ -299,8 +299,9 @@ async def test_sheet_job_shows_the_gallery_and_the_installed_cyclegans(
     spec = await ff_spec(storage, "sheet")
     outcome = await run_job(spec, storage, ff_settings, on_progress=lambda p: None, cancel=CancelToken())
     sheet = await _result(storage, outcome)
-    # 26 gallery tiles + the two installed CycleGANs = 28 tiles: 8 columns, 4 rows of 128-px tiles.
-    assert sheet.width == 4 + 8 * 132 and sheet.height == 4 + 4 * 150
+    # 26 gallery tiles + the two installed CycleGANs = 28 tiles: 6 columns, 5 rows of the photo at
+    # 128 px (128 x 85), each cell with a 4-px gap and an 18-px strip for the CycleGANs' names.
+    assert sheet.width == 4 + 6 * (128 + 4) and sheet.height == 4 + 5 * (85 + 18 + 4)
 
 
 async def test_feed_forward_job_without_the_networks_is_model_not_installed(

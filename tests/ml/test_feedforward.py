@@ -304,8 +304,14 @@ def test_sheet_has_a_numbered_tile_per_style(nets: dict[str, Any]) -> None:
     assert all(max(t.image.size) == 128 for t in tiles)
     assert tiles[-1].label == "monet"
     sheet = ff.render_sheet(tiles, columns=8, tile=128)
-    assert sheet.width > 8 * 128 and sheet.height > 4 * 128  # 27 tiles: 8 columns, 4 rows
-    # the tile at column 0 of row 1 is style 8, as numbered
-    top = 4 + (128 + 18 + 4) + (128 - 85) // 2  # row 1, the 85-px-high tile centred in its cell
+    # 27 tiles of 128 x 85: 8 columns, 4 rows, cells with a 4-px gap and an 18-px label strip
+    assert sheet.size == (4 + 8 * 132, 4 + 4 * (85 + 18 + 4))
+    # the tile at column 0 of row 1 is style 8, as numbered: its picture, with a dark badge on its
+    # top-left corner holding light digits
+    top = 4 + (85 + 18 + 4)
     cell = np.asarray(sheet, dtype=np.float64)[top : top + 85, 4 : 4 + 128]
-    assert np.abs(cell - _px(tiles[8].image)).mean() < 1.0
+    tile = _px(tiles[8].image)
+    assert np.abs(cell[40:] - tile[40:]).mean() < 1.0  # below the badge: the tile itself
+    badge = cell[:20, :20].mean(axis=2)
+    assert (badge < 60).mean() > 0.4 and (badge > 200).any()
+    assert np.abs(cell[:20, :20] - tile[:20, :20]).mean() > 30  # the badge covers the corner

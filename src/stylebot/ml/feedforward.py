@@ -261,25 +261,52 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def render_sheet(tiles: Sequence[SheetTile], *, columns: int = 8, tile: int = 128) -> Image.Image:
-    """Tiles on a white sheet, each with its number and label in a strip below it."""
+def render_sheet(tiles: Sequence[SheetTile], *, columns: int = 6, tile: int = 128) -> Image.Image:
+    """Tiles on a white sheet, each with its number in a badge on its top-left corner (and its
+    label, if any tile has one, in a strip below it).
+
+    Six columns and a badge a fifth of the tile high keep the numbers readable where the sheet is
+    shown: a chat bubble about 400 px wide on a phone, i.e. tiles of about 65 px.
+    """
     if not tiles:
         raise ValueError("no tiles to render")
-    strip = max(14, tile // 7)
+    labelled = any(t.label for t in tiles)
+    strip = max(14, tile // 7) if labelled else 0
     cols = min(columns, len(tiles))
     rows = math.ceil(len(tiles) / cols)
     pad = 4
-    cell_w, cell_h = tile + pad, tile + strip + pad
+    # Cells as big as the largest tile (all come from one photo, so one shape): no white bands.
+    tile_w = max(t.image.width for t in tiles)
+    tile_h = max(t.image.height for t in tiles)
+    cell_w, cell_h = tile_w + pad, tile_h + strip + pad
     sheet = Image.new("RGB", (cols * cell_w + pad, rows * cell_h + pad), "white")
     draw = ImageDraw.Draw(sheet)
-    font = _font(strip - 3)
+    badge_font = _font(max(12, tile // 5))
+    label_font = _font(max(11, strip - 3))
     for i, t in enumerate(tiles):
         x0 = pad + (i % cols) * cell_w
         y0 = pad + (i // cols) * cell_h
         img = t.image
-        sheet.paste(img, (x0 + (tile - img.width) // 2, y0 + (tile - img.height) // 2))
-        draw.text((x0 + 2, y0 + tile + 1), f"{t.number} {t.label}".strip(), fill="black", font=font)
+        left, top = x0 + (tile_w - img.width) // 2, y0 + (tile_h - img.height) // 2
+        sheet.paste(img, (left, top))
+        _draw_badge(draw, (left, top), str(t.number), badge_font)
+        if t.label:
+            draw.text((x0 + 2, y0 + tile_h + 1), t.label, fill="black", font=label_font)
     return sheet
+
+
+def _draw_badge(
+    draw: ImageDraw.ImageDraw,
+    corner: tuple[int, int],
+    text: str,
+    font: ImageFont.ImageFont | ImageFont.FreeTypeFont,
+) -> None:
+    """White digits on a dark rounded box: readable on any style, light or dark."""
+    x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
+    margin = max(2, (y1 - y0) // 4)
+    box = (corner[0], corner[1], corner[0] + (x1 - x0) + 2 * margin, corner[1] + (y1 - y0) + 2 * margin)
+    draw.rounded_rectangle(box, radius=margin, fill=(20, 20, 20))
+    draw.text((box[0] + margin - x0, box[1] + margin - y0), text, fill="white", font=font)
 
 
 def sheet_tiles(
