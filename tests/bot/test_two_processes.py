@@ -122,3 +122,45 @@ async def test_each_update_handled_once_and_a_killed_process_deliveries_picked_u
                 await servers[name].close()
                 await app.stop()
             await proxy.close()
+
+
+async def test_two_processes_never_interleave_one_conversations_updates(redis_url) -> None:
+    """Style images sent one by one may reach different processes: each adds to the conversation
+    with a load, a change and a save. With Redis the processes' locks are one lock."""
+    import redis.asyncio as aioredis
+    from aiogram.fsm.context import FSMContext
+    from aiogram.fsm.storage.base import StorageKey
+    from aiogram.fsm.storage.memory import MemoryStorage
+
+    from stylebot.bot.middlewares import UserLocks
+
+    async with aioredis.from_url(redis_url) as shared:
+        await shared.flushdb()
+
+        async def add_styles(locks: list[UserLocks], chat: int, counter: str) -> int:
+            state = FSMContext(MemoryStorage(), StorageKey(bot_id=42, chat_id=chat, user_id=chat))
+
+            async def add_one(lock_of_this_process: UserLocks) -> None:
+                async with lock_of_this_process(state):
+                    count = int(await shared.get(counter) or 0)  # load
+                    await asyncio.sleep(0.01)  # the handler's work between load and save
+                    await shared.set(counter, count + 1)  # save
+
+            await asyncio.gather(*(add_one(locks[i % 2]) for i in range(10)))
+            return int(await shared.get(counter))
+
+        # One asyncio lock per process (how it was): the two processes lose each other's updates.
+        assert await add_styles([UserLocks(), UserLocks()], 1, "before") < 10
+        async with aioredis.from_url(redis_url) as one, aioredis.from_url(redis_url) as other:
+            assert await add_styles([UserLocks(one, 42), UserLocks(other, 42)], 2, "after") == 10
+            # another chat is not held up by this one's lock
+            held = UserLocks(one, 42)(
+                FSMContext(MemoryStorage(), StorageKey(bot_id=42, chat_id=3, user_id=3))
+            )
+            async with held:
+                free = UserLocks(other, 42)(
+                    FSMContext(MemoryStorage(), StorageKey(bot_id=42, chat_id=4, user_id=4))
+                )
+                async with asyncio.timeout(2):
+                    async with free:
+                        pass

@@ -135,7 +135,7 @@ class BotApp:
             client=self.client,
             runner=self.runner,
             catalog=StyleCatalog(self.client),
-            locks=UserLocks(),
+            locks=UserLocks(getattr(self.storage, "redis", None), self.bot.id),
             i18n=self.i18n,
         )
         dp.startup.register(self._on_startup)

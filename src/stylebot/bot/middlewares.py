@@ -7,6 +7,7 @@ import logging
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiogram import BaseMiddleware, Bot
@@ -175,12 +176,27 @@ class RestartNoticeMiddleware(BaseMiddleware):
 
 
 class UserLocks:
-    """One lock per chat+user: read-modify-write of FSM data from concurrent updates."""
+    """One lock per chat+user around a read-modify-write of the conversation by concurrent updates.
 
-    def __init__(self) -> None:
+    Without Redis an ``asyncio.Lock`` (one process). With Redis (several bot processes behind one
+    webhook URL, e.g. style images sent one by one and routed to different processes) redis-py's
+    ``Lock``, so two processes cannot interleave their load and save either.
+    """
+
+    def __init__(self, redis: Any | None = None, bot_id: int = 0, *, timeout: float = 30.0) -> None:
+        self.redis = redis
+        self.prefix = f"stylebot:conversation-lock:{bot_id}:"
+        self.timeout = timeout
         self._locks: defaultdict[tuple[int, int], asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    def __call__(self, state: FSMContext) -> asyncio.Lock:
+    def __call__(self, state: FSMContext) -> AbstractAsyncContextManager[Any]:
+        if self.redis is not None:
+            name = f"{self.prefix}{state.key.chat_id}:{state.key.user_id}"
+            # timeout: a process that dies holding it frees it; blocking_timeout: never wait forever
+            lock: AbstractAsyncContextManager[Any] = self.redis.lock(
+                name, timeout=self.timeout, blocking_timeout=self.timeout
+            )
+            return lock
         return self._locks[(state.key.chat_id, state.key.user_id)]
 
 
