@@ -123,7 +123,9 @@ class BotApp:
         dp.update.outer_middleware(self.once)
         dp.include_routers(*routers())
         dp.message.outer_middleware(self.bursts)
-        dp.message.outer_middleware(AlbumMiddleware(album_latency))
+        dp.message.outer_middleware(
+            AlbumMiddleware(album_latency, getattr(self.storage, "redis", None), self.bot.id)
+        )
         UserLocaleMiddleware(self.i18n).setup(dp)
         if isinstance(self.storage, TrackingMemoryStorage):
             notice = RestartNoticeMiddleware(self.storage)

@@ -29,12 +29,32 @@ class AlbumMiddleware(BaseMiddleware):
     """Telegram sends an album as separate messages sharing ``media_group_id``.
 
     The first one waits ``latency`` seconds for the rest, then reaches the handler with
-    ``album`` (all messages, in order); the others stop here.
+    ``album`` (all messages, in order); the others stop here. With Redis (several bot processes
+    behind one webhook URL, each getting some of the album's messages) the messages are gathered
+    in a Redis list, and the process that added the first one hands the whole album on.
     """
 
-    def __init__(self, latency: float = 0.6) -> None:
+    def __init__(self, latency: float = 0.6, redis: Any | None = None, bot_id: int = 0) -> None:
         self.latency = latency
+        self.redis = redis
+        self.prefix = f"stylebot:album:{bot_id}:"
         self._albums: dict[str, list[Message]] = {}
+
+    async def _gather_in_redis(self, redis: Any, event: Message, bot: Bot) -> list[Message] | None:
+        """All of the album's messages once its first has waited, or None for the others."""
+        key = f"{self.prefix}{event.chat.id}:{event.media_group_id}"
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, event.model_dump_json(exclude_none=True))
+            pipe.expire(key, max(60, int(self.latency * 10)))
+            count, _ = await pipe.execute()
+        if count > 1:
+            return None
+        await asyncio.sleep(self.latency)
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.lrange(key, 0, -1)
+            pipe.delete(key)
+            raw, _ = await pipe.execute()
+        return [Message.model_validate_json(item).as_(bot) for item in raw]
 
     async def __call__(
         self,
@@ -44,6 +64,12 @@ class AlbumMiddleware(BaseMiddleware):
     ) -> Any:
         if not isinstance(event, Message) or not event.media_group_id:
             return await handler(event, data)
+        if self.redis is not None:
+            gathered = await self._gather_in_redis(self.redis, event, data["bot"])
+            if gathered is None:
+                return None
+            data["album"] = album = sorted(gathered, key=lambda m: m.message_id)
+            return await handler(album[0], data)
         group = event.media_group_id
         if group in self._albums:
             self._albums[group].append(event)
