@@ -64,7 +64,7 @@ class FanOut:
 
 @asynccontextmanager
 async def two_processes(
-    settings, client: FakeJobClient, fan: FanOut
+    settings, client: FakeJobClient, fan: FanOut, **app_options: object
 ) -> AsyncIterator[tuple[LocalTelegram, dict[str, BotApp], dict[str, TestServer]]]:
     """Two bot apps in webhook mode sharing Redis, behind ``fan``; all stopped at the end."""
     proxy_app = web.Application()
@@ -76,7 +76,8 @@ async def two_processes(
         apps: dict[str, BotApp] = {}
         servers: dict[str, TestServer] = {}
         for name in ("a", "b"):
-            app = BotApp(settings, client, bot=create_bot(tg.token, tg.base_url), **FAST)
+            options = {**FAST, **app_options}
+            app = BotApp(settings, client, bot=create_bot(tg.token, tg.base_url), **options)
             server = TestServer(app.webhook_app(SECRET), host="127.0.0.1")
             await server.start_server()
             apps[name], servers[name] = app, server
@@ -200,3 +201,18 @@ async def test_two_processes_never_interleave_one_conversations_updates(redis_ur
                 async with asyncio.timeout(2):
                     async with free:
                         pass
+
+
+async def test_a_flood_split_between_two_processes_gets_one_answer(redis_settings) -> None:
+    fan = FanOut(round_robin=True)
+    async with (
+        two_processes(redis_settings, FakeJobClient(), fan, burst_gap=1.0) as (tg, apps, _servers),
+        UserClient(tg.base_url, user_id=6003) as user,
+    ):
+        first = await user.send_text("hello")
+        for i in range(19):
+            await user.send_text(f"hello {i}")
+        assert "Send me a photo" in text_of(await reply_to(user, first))
+        await asyncio.sleep(1.5)
+        assert len(await user.bot_messages()) == 1
+        assert [app.bursts.dropped > 0 for app in apps.values()] == [True, True]  # both saw some

@@ -114,7 +114,12 @@ class BotApp:
         self.once = UpdateOnceMiddleware(getattr(self.storage, "redis", None), bot.id)
         weights_state = Flow.entering_weights.state
         assert weights_state is not None  # a StatesGroup names its states when the class is created
-        self.bursts = BurstMiddleware(burst_gap, typed_states=(weights_state,))
+        self.bursts = BurstMiddleware(
+            burst_gap,
+            typed_states=(weights_state,),
+            redis=getattr(self.storage, "redis", None),
+            bot_id=bot.id,
+        )
         self.dispatcher = self._build_dispatcher(album_latency)
         self._polling: asyncio.Task[None] | None = None
 

@@ -97,17 +97,44 @@ class BurstMiddleware(BaseMiddleware):
     A message of the same kind as the chat's previous one, arriving less than ``gap`` seconds
     after it, is dropped (the gap slides: 30 messages in 3 s are one burst). Images always go
     through (several style images in a row are meant), so does any change of kind, and so does
-    text while the bot waits for typed input (the weights).
+    text while the bot waits for typed input (the weights). With Redis (several bot processes,
+    each getting some of the burst) the chat's last kind lives in Redis, for ``gap`` seconds.
     """
 
     def __init__(
-        self, gap: float = 1.0, *, typed_states: tuple[str, ...] = (), max_chats: int = 100_000
+        self,
+        gap: float = 1.0,
+        *,
+        typed_states: tuple[str, ...] = (),
+        max_chats: int = 100_000,
+        redis: Any | None = None,
+        bot_id: int = 0,
     ) -> None:
         self.gap = gap
         self.typed_states = typed_states
         self.max_chats = max_chats
+        self.redis = redis
+        self.prefix = f"stylebot:burst:{bot_id}:"
         self._last: OrderedDict[int, tuple[str, float]] = OrderedDict()
         self.dropped = 0
+
+    async def _repeats(self, chat: int, signature: str | None) -> bool:
+        """Record this message's kind as the chat's latest; whether it repeats the one before
+        within ``gap`` seconds."""
+        if self.redis is not None:
+            # SET ... GET: the previous kind and the new one in one step, expiring after the gap
+            previous = await self.redis.set(
+                f"{self.prefix}{chat}", signature or "", px=max(1, round(self.gap * 1000)), get=True
+            )
+            return signature is not None and previous is not None and previous.decode() == signature
+        now = time.monotonic()
+        last = self._last.pop(chat, None)
+        self._last[chat] = (signature or "", now)
+        if len(self._last) > self.max_chats:
+            self._last.popitem(last=False)
+        return (
+            signature is not None and last is not None and last[0] == signature and now - last[1] < self.gap
+        )
 
     async def __call__(
         self,
@@ -121,17 +148,9 @@ class BurstMiddleware(BaseMiddleware):
         state: FSMContext | None = data.get("state")
         if signature == "kind:text" and state is not None and await state.get_state() in self.typed_states:
             signature = None
-        now = time.monotonic()
-        chat = event.chat.id
-        previous = self._last.pop(chat, None)
-        self._last[chat] = (signature or "", now)
-        if len(self._last) > self.max_chats:
-            self._last.popitem(last=False)
-        if signature is not None and previous is not None:
-            same, at = previous
-            if same == signature and now - at < self.gap:
-                self.dropped += 1
-                return None
+        if await self._repeats(event.chat.id, signature):
+            self.dropped += 1
+            return None
         return await handler(event, data)
 
 
