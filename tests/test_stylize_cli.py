@@ -230,7 +230,8 @@ def test_gallery_sheet_command(ff_models: Path, tmp_path: Path, capsys: pytest.C
     out = tmp_path / "sheet.png"
     assert main(["gallery", "sheet", str(sample_path("coffee.jpg")), "-o", str(out)]) == 0
     assert "saved" in capsys.readouterr().out
-    assert Image.open(out).size == (4 + 8 * 132, 4 + 4 * 150)  # 26 + 2 installed CycleGANs
+    # 26 + 2 installed CycleGANs: 6 columns, 5 rows of 128 x 85 tiles with their 18-px name strips
+    assert Image.open(out).size == (4 + 6 * 132, 4 + 5 * (85 + 18 + 4))
     assert main(["gallery", "sheet", str(tmp_path / "missing.jpg"), "-o", str(out)]) == 2
 
 
